@@ -1,0 +1,343 @@
+"""Embedded backends: a standalone server or an N-master cluster of ``redis-server`` processes.
+
+Also the state folder that lets ``bench up`` / ``bench status`` / ``bench down`` work across
+commands, and the read-back of the effective server configuration recorded with every result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from .errors import UsageError
+from .servers import LOOPBACK, RedisServer, find_cli_bin, find_server_bin, pid_is_redis
+from .topology import ClusterNodeInfo, parse_cluster_nodes
+
+HASH_SLOTS = 16384
+DEFAULT_NODE_TIMEOUT_MS = 5000
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("BENCH_STATE_DIR", ".bench")).resolve()
+
+
+def memory_config(maxmemory: str | None, policy: str | None) -> dict[str, str]:
+    config = {}
+    if maxmemory:
+        config["maxmemory"] = maxmemory
+    if policy:
+        config["maxmemory-policy"] = policy
+    return config
+
+
+def read_effective(client: redis.Redis) -> dict[str, Any]:
+    """What a server really runs with, from INFO and CONFIG GET (not what we asked for)."""
+    info = client.info()
+    config = client.config_get("maxmemory*") | client.config_get("cluster-node-timeout")
+    return {
+        "server_version": info.get("redis_version"),
+        "server_name": info.get("server_name", "redis"),
+        "role": info.get("role"),
+        "maxmemory": int(config.get("maxmemory", info.get("maxmemory", 0))),
+        "maxmemory_policy": config.get("maxmemory-policy", info.get("maxmemory_policy")),
+        "cluster_node_timeout_ms": int(config["cluster-node-timeout"]) if "cluster-node-timeout" in config else None,
+        "used_memory": info.get("used_memory"),
+        "evicted_keys": info.get("evicted_keys"),
+    }
+
+
+@dataclass
+class StandaloneBackend:
+    server: RedisServer
+    kind: str = "standalone"
+
+    @property
+    def url(self) -> str:
+        return f"redis://{LOOPBACK}:{self.server.port}/0"
+
+    @property
+    def servers(self) -> list[RedisServer]:
+        return [self.server]
+
+    def connection(self) -> dict[str, Any]:
+        return {"redis_url": self.url}
+
+    def configure(self, config: dict[str, str]) -> None:
+        with self.server.client() as r:
+            for key, value in config.items():
+                r.config_set(key, value)
+
+    def flush(self) -> None:
+        with self.server.client() as r:
+            r.flushall()
+
+    def effective(self) -> dict[str, Any]:
+        with self.server.client() as r:
+            return {"backend": "standalone", "nodes": {self.server.address: read_effective(r)}}
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+@dataclass
+class ClusterBackend:
+    servers: list[RedisServer]
+    masters: int
+    replicas: int
+    node_timeout_ms: int
+    kind: str = "cluster"
+    cli_bin: str = ""
+
+    @property
+    def nodes(self) -> list[str]:
+        return [s.address for s in self.servers]
+
+    def connection(self) -> dict[str, Any]:
+        return {"cluster_nodes": self.nodes}
+
+    def server_at(self, address: str) -> RedisServer:
+        for server in self.servers:
+            if server.address == address:
+                return server
+        raise KeyError(address)
+
+    def create(self, timeout: float = 60.0) -> None:
+        cmd = [self.cli_bin, "--cluster", "create", *self.nodes, "--cluster-replicas", str(self.replicas), "--cluster-yes"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0 or "[OK] All 16384 slots covered" not in done.stdout:
+            raise UsageError(f"cluster create failed: {(done.stdout + done.stderr).strip().splitlines()[-3:]}")
+        self.wait_healthy(timeout)
+
+    def topology(self, via: Iterable[RedisServer] | None = None) -> list[ClusterNodeInfo]:
+        """CLUSTER NODES from the first live node that answers."""
+        last: Exception | None = None
+        for server in via or self.servers:
+            if not server.is_alive():
+                continue
+            try:
+                with server.client(1.0) as r:
+                    return parse_cluster_nodes(raw_text(r, "CLUSTER NODES"))
+            except redis.RedisError as exc:
+                last = exc
+        raise RuntimeError(f"no cluster node answered CLUSTER NODES: {last}")
+
+    def health_problems(self) -> list[str]:
+        """Empty when every node is up, agrees cluster_state:ok, 16384 slots, the expected masters
+        each with their replicas, and every replica's link to its master is up."""
+        problems = []
+        for server in self.servers:
+            if not server.is_alive():
+                problems.append(f"{server.address} is not running")
+                continue
+            try:
+                with server.client(1.0) as r:
+                    info = _cluster_info(r)
+                    if info.get("cluster_state") != "ok":
+                        problems.append(f"{server.address} cluster_state={info.get('cluster_state')}")
+                    if int(info.get("cluster_slots_ok", 0)) != HASH_SLOTS:
+                        problems.append(f"{server.address} slots_ok={info.get('cluster_slots_ok')}")
+                    if int(info.get("cluster_known_nodes", 0)) != len(self.servers):
+                        problems.append(f"{server.address} knows {info.get('cluster_known_nodes')} nodes")
+                    repl = r.info("replication")
+                    if repl.get("role") == "slave" and repl.get("master_link_status") != "up":
+                        problems.append(f"{server.address} replica link {repl.get('master_link_status')}")
+            except redis.RedisError as exc:
+                problems.append(f"{server.address}: {exc}")
+        if not problems:
+            nodes = self.topology()
+            masters = [n for n in nodes if n.is_master and n.slots]
+            if len(masters) != self.masters:
+                problems.append(f"{len(masters)} masters with slots, expected {self.masters}")
+            for m in masters:
+                count = sum(1 for n in nodes if n.master_id == m.id and not n.failed)
+                if count != self.replicas:
+                    problems.append(f"master {m.address} has {count} replicas, expected {self.replicas}")
+        return problems
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        problems = ["not checked"]
+        while time.monotonic() < deadline:
+            problems = self.health_problems()
+            if not problems:
+                return
+            time.sleep(0.2)
+        raise UsageError(f"cluster not healthy after {timeout:.0f}s: {'; '.join(problems[:4])}")
+
+    def master_of_slot(self, slot: int) -> ClusterNodeInfo:
+        for node in self.topology():
+            if node.is_master and not node.failed and node.owns(slot):
+                return node
+        raise RuntimeError(f"no live master owns slot {slot}")
+
+    def configure(self, config: dict[str, str]) -> None:
+        for server in self.servers:
+            with server.client() as r:
+                for key, value in config.items():
+                    r.config_set(key, value)
+
+    def flush(self) -> None:
+        for node in self.topology():
+            if node.is_master and not node.failed:
+                with self.server_at(node.address).client(5.0) as r:
+                    r.flushall()
+
+    def effective(self) -> dict[str, Any]:
+        nodes = {}
+        for server in self.servers:
+            if server.is_alive():
+                with server.client() as r:
+                    nodes[server.address] = read_effective(r)
+        return {"backend": "cluster", "masters": self.masters, "replicas_per_master": self.replicas, "nodes": nodes}
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+def raw_text(r: redis.Redis, command: str) -> str:
+    """A command's reply as the server sent it (redis-py would parse CLUSTER NODES/INFO)."""
+    r.set_response_callback(command, lambda response, **_: response)
+    raw = r.execute_command(command)
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def _cluster_info(r: redis.Redis) -> dict[str, str]:
+    text = raw_text(r, "CLUSTER INFO")
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+Backend = StandaloneBackend | ClusterBackend
+
+
+@dataclass
+class BackendSpec:
+    """What to start. ``owned`` servers die with this process; ``bench up`` starts unowned ones."""
+
+    kind: str = "standalone"
+    port: int = 6379  # standalone port, or the cluster's base port
+    masters: int = 3
+    replicas: int = 1
+    node_timeout_ms: int = DEFAULT_NODE_TIMEOUT_MS
+    maxmemory: str | None = None
+    maxmemory_policy: str | None = None
+    server_bin: str | None = None
+    state_dir: Path = field(default_factory=default_state_dir)
+    owned: bool = True
+    extra_config: dict[str, str] = field(default_factory=dict)
+
+
+def start_backend(spec: BackendSpec) -> Backend:
+    if spec.kind not in {"standalone", "cluster"}:
+        raise UsageError(f"unknown backend {spec.kind!r}: valid are standalone, cluster")
+    server_bin = find_server_bin(spec.server_bin)
+    config = memory_config(spec.maxmemory, spec.maxmemory_policy) | spec.extra_config
+    root = spec.state_dir / spec.kind
+    if spec.kind == "standalone":
+        server = RedisServer(server_bin, spec.port, root / str(spec.port), config, owned=spec.owned)
+        _start_all([server])
+        return StandaloneBackend(server)
+    if spec.masters < 3:
+        raise UsageError(f"--masters {spec.masters}: a Redis Cluster needs at least 3 masters")
+    if not 0 <= spec.replicas <= 5:
+        raise UsageError(f"--replicas {spec.replicas}: use 0..5 replicas per master")
+    if spec.node_timeout_ms < 100:
+        raise UsageError(f"--node-timeout {spec.node_timeout_ms}: use at least 100 ms")
+    cli_bin = find_cli_bin(server_bin)
+    count = spec.masters * (1 + spec.replicas)
+    config |= {
+        "cluster-enabled": "yes",
+        "cluster-config-file": "nodes.conf",
+        "cluster-node-timeout": str(spec.node_timeout_ms),
+    }
+    servers = [
+        RedisServer(server_bin, port, root / str(port), config, owned=spec.owned)
+        for port in range(spec.port, spec.port + count)
+    ]
+    for server in servers:  # a stale nodes.conf would make a fresh node think it is in an old cluster
+        shutil.rmtree(server.data_dir, ignore_errors=True)
+    _start_all(servers)
+    backend = ClusterBackend(servers, spec.masters, spec.replicas, spec.node_timeout_ms, cli_bin=cli_bin)
+    try:
+        backend.create()
+    except BaseException:
+        backend.stop()
+        raise
+    return backend
+
+
+def _start_all(servers: list[RedisServer]) -> None:
+    started: list[RedisServer] = []
+    try:
+        for server in servers:
+            server.start()
+            started.append(server)
+    except BaseException:
+        for server in started:
+            server.stop()
+        raise
+
+
+# -- state folder for bench up / status / down ------------------------------------------------
+
+def _state_file(state_dir: Path) -> Path:
+    return state_dir / "state.json"
+
+
+def load_state(state_dir: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(_state_file(state_dir).read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def save_backend(state_dir: Path, backend: Backend, server_bin: str) -> None:
+    state = load_state(state_dir)
+    entry: dict[str, Any] = {
+        "servers": [{"port": s.port, "pid": s.pid, "dir": str(s.data_dir)} for s in backend.servers],
+        "server_bin": server_bin,
+    }
+    if isinstance(backend, ClusterBackend):
+        entry |= {"masters": backend.masters, "replicas": backend.replicas, "node_timeout_ms": backend.node_timeout_ms}
+    state[backend.kind] = entry
+    state_dir.mkdir(parents=True, exist_ok=True)
+    _state_file(state_dir).write_text(json.dumps(state, indent=2))
+
+
+def attach(state_dir: Path, kind: str) -> Backend | None:
+    """The running backend ``bench up`` recorded, or None."""
+    entry = load_state(state_dir).get(kind)
+    if not entry:
+        return None
+    servers = [
+        RedisServer(entry["server_bin"], s["port"], Path(s["dir"]), owned=False, pid=s["pid"]) for s in entry["servers"]
+    ]
+    if kind == "standalone":
+        return StandaloneBackend(servers[0])
+    return ClusterBackend(servers, entry["masters"], entry["replicas"], entry["node_timeout_ms"])
+
+
+def down(state_dir: Path) -> list[str]:
+    """Stop every server the state folder records (only if the pid is still that server) and
+    delete their data. Idempotent. Returns what was stopped."""
+    stopped = []
+    for kind in ("standalone", "cluster"):
+        backend = attach(state_dir, kind)
+        if backend is None:
+            continue
+        for server in backend.servers:
+            if server.pid is not None and pid_is_redis(server.pid, server.port):
+                server.stop()
+                stopped.append(f"{kind} {server.address} (pid {server.pid})")
+        shutil.rmtree(state_dir / kind, ignore_errors=True)
+    _state_file(state_dir).unlink(missing_ok=True)
+    return stopped

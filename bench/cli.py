@@ -1,0 +1,246 @@
+"""``bench``: start backends, run scenarios, make charts. Bad input: one line on stderr, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from . import backends, docker, validate
+from .backends import BackendSpec
+from .errors import UsageError
+from .servers import find_server_bin, free_port
+
+# Wide when piped (logs, CI), so tables are not cut at 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def _add_server_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server-bin", help="redis-server/valkey-server binary (default: $REDIS_SERVER_BIN, PATH)")
+    p.add_argument("--state-dir", type=Path, default=None, help="where pids, logs and data live (default .bench/)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start an embedded backend (stays up until `bench down`)")
+    up_sub = up.add_subparsers(dest="backend", required=True, metavar="BACKEND")
+    sa = up_sub.add_parser("standalone", help="one redis-server on 127.0.0.1")
+    sa.add_argument("--port", type=int, default=6379)
+    cl = up_sub.add_parser("cluster", help="a Redis Cluster of redis-server processes (default 3 masters + 3 replicas)")
+    cl.add_argument("--base-port", type=int, default=7000)
+    cl.add_argument("--node-timeout", type=int, default=backends.DEFAULT_NODE_TIMEOUT_MS, metavar="MS")
+    cl.add_argument("--masters", type=int, default=3)
+    cl.add_argument("--replicas", type=int, default=1, help="replicas per master")
+    cl.add_argument("--docker", action="store_true", help="use docker-compose.redis-cluster.yml instead")
+    for p in (sa, cl):
+        p.add_argument("--maxmemory", help="e.g. 64mb")
+        p.add_argument("--maxmemory-policy", choices=validate.POLICIES, metavar="POLICY")
+        _add_server_options(p)
+
+    status = sub.add_parser("status", help="nodes, roles, slots, memory, policy and state of running backends")
+    _add_server_options(status)
+    status.add_argument("--redis-url", help="also show an external standalone server (read-only)")
+    status.add_argument("--cluster-nodes", help="also show an external cluster, host:port[,host:port…] (read-only)")
+    down = sub.add_parser("down", help="stop everything `bench up` started and delete its data (idempotent)")
+    _add_server_options(down)
+    down.add_argument("--docker", action="store_true", help="also `docker compose down -v` the compose cluster")
+
+    demo = sub.add_parser("demo", help="start both backends, push tasks through each, compare, stop")
+    demo.add_argument("--tasks", type=int, default=3000)
+    demo.add_argument("--repeats", type=int, default=3)
+    demo.add_argument("--payload-bytes", type=int, default=100)
+    _add_server_options(demo)
+    return parser
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    state_dir = args.state_dir or backends.default_state_dir()
+    if args.maxmemory:
+        validate.maxmemory_bytes(args.maxmemory)
+    if args.backend == "cluster" and args.docker:
+        docker.compose("up", "-d")
+        docker.wait_cluster_ok()
+        console.print(f"compose cluster up: {','.join(docker.COMPOSE_NODES)}")
+        return 0
+    if backends.attach(state_dir, args.backend) is not None:
+        raise UsageError(f"a {args.backend} backend is already recorded in {state_dir}; run `bench down` first")
+    spec = BackendSpec(
+        kind=args.backend,
+        port=args.port if args.backend == "standalone" else args.base_port,
+        masters=getattr(args, "masters", 3),
+        replicas=getattr(args, "replicas", 1),
+        node_timeout_ms=getattr(args, "node_timeout", backends.DEFAULT_NODE_TIMEOUT_MS),
+        maxmemory=args.maxmemory,
+        maxmemory_policy=args.maxmemory_policy,
+        server_bin=args.server_bin,
+        state_dir=state_dir,
+        owned=False,
+    )
+    backend = backends.start_backend(spec)
+    backends.save_backend(state_dir, backend, find_server_bin(args.server_bin))
+    if isinstance(backend, backends.StandaloneBackend):
+        console.print(f"standalone up: REDIS_URL={backend.url}")
+    else:
+        console.print(f"cluster up: REDIS_CLUSTER_ENABLED=true REDIS_CLUSTER_NODES={','.join(backend.nodes)}")
+    if args.maxmemory_policy and args.maxmemory_policy != "noeviction":
+        console.print(f"[yellow]warning: maxmemory-policy {args.maxmemory_policy} can delete queued tasks[/]")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    state_dir = args.state_dir or backends.default_state_dir()
+    found = False
+    if args.redis_url or args.cluster_nodes:
+        console.print(external_table(args.redis_url, args.cluster_nodes))
+        found = True
+    for kind in ("standalone", "cluster"):
+        backend = backends.attach(state_dir, kind)
+        if backend is None:
+            continue
+        found = True
+        console.print(status_table(backend))
+    if not found:
+        console.print(f"no backend recorded in {state_dir} (start one with `bench up standalone|cluster`)")
+    return 0
+
+
+def status_table(backend: backends.Backend) -> Table:
+    table = Table(title=f"{backend.kind}")
+    for col in ("node", "pid", "role", "slots", "used memory", "maxmemory", "policy", "state"):
+        table.add_column(col)
+    topology = {}
+    if isinstance(backend, backends.ClusterBackend):
+        try:
+            topology = {n.address: n for n in backend.topology()}
+        except RuntimeError:
+            topology = {}
+    for server in backend.servers:
+        if not server.is_alive():
+            table.add_row(server.address, str(server.pid), "-", "-", "-", "-", "-", "[red]down[/]")
+            continue
+        with server.client() as r:
+            info = r.info()
+            state = "ok"
+            if isinstance(backend, backends.ClusterBackend):
+                state = backends._cluster_info(r).get("cluster_state", "?")
+        node = topology.get(server.address)
+        table.add_row(
+            server.address,
+            str(server.pid),
+            info.get("role", "?"),
+            str(node.slot_count) if node else "-",
+            str(info.get("used_memory_human")),
+            str(info.get("maxmemory_human")),
+            str(info.get("maxmemory_policy")),
+            state,
+        )
+    return table
+
+
+def external_table(redis_url: str | None, cluster_nodes: str | None) -> Table:
+    """Read-only INFO of a user's own servers: never flushes, configures or stops anything."""
+    import redis
+
+    from taskqueue.settings import parse_nodes, redact_url
+
+    targets: list[tuple[str, redis.Redis]] = []
+    try:
+        if redis_url:
+            targets.append((redact_url(redis_url), redis.Redis.from_url(redis_url, socket_timeout=2)))
+        for host, port in parse_nodes(cluster_nodes) if cluster_nodes else []:
+            targets.append((f"{host}:{port}", redis.Redis(host=host, port=port, socket_timeout=2)))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    table = Table(title="external (read-only)")
+    for col in ("node", "version", "role", "used memory", "maxmemory", "policy"):
+        table.add_column(col)
+    for name, client in targets:
+        try:
+            info = client.info()
+        except redis.RedisError as exc:
+            table.add_row(name, f"[red]{exc}[/]", "", "", "", "")
+            continue
+        finally:
+            client.close()
+        table.add_row(name, str(info.get("redis_version")), str(info.get("role")), str(info.get("used_memory_human")),
+                      str(info.get("maxmemory_human")), str(info.get("maxmemory_policy")))
+    return table
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    state_dir = args.state_dir or backends.default_state_dir()
+    stopped = backends.down(state_dir)
+    if args.docker:
+        docker.compose("down", "-v")
+    console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from taskqueue import TaskQueue
+
+    from .quick import measure
+
+    if args.tasks < 1 or args.repeats < 1 or args.payload_bytes < 0:
+        raise UsageError("--tasks and --repeats must be >= 1, --payload-bytes >= 0")
+    state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="bench-demo-"))
+    started: list[backends.Backend] = []
+    results = {}
+    try:
+        for kind in ("standalone", "cluster"):
+            port = free_port(span=6, start=21000 if kind == "standalone" else 22000, bus_offset=10000)
+            console.print(f"starting embedded {kind} on 127.0.0.1:{port} …")
+            backend = backends.start_backend(
+                BackendSpec(kind=kind, port=port, server_bin=args.server_bin, state_dir=state_dir)
+            )
+            started.append(backend)
+            with TaskQueue(**backend.connection(), name="demo") as queue:
+                console.print(f"  {args.tasks} tasks x {args.repeats} repeats through {kind} …")
+                results[kind] = (measure(queue, args.tasks, args.payload_bytes, args.repeats), queue.describe())
+    finally:
+        for backend in started:
+            backend.stop()
+    console.print(demo_table(results))
+    return 0
+
+
+def demo_table(results: dict) -> Table:
+    table = Table(title="TaskQueue vs raw redis-py, same client, same run (median ops/s of repeats)")
+    for col in ("backend", "operation", "ops/s", "min..max", "vs raw", "server", "pool"):
+        table.add_column(col, justify="right")
+    for kind, (rates, described) in results.items():
+        by_name = {r.name: r for r in rates}
+        ref = {"enqueue": "raw LPUSH", "dequeue+ack": "raw LMOVE+LREM"}
+        for rate in rates:
+            ratio = f"{rate.ops_per_s / by_name[ref[rate.name]].ops_per_s:.2f}x" if rate.name in ref else ""
+            table.add_row(
+                kind, rate.name, f"{rate.ops_per_s:,.0f}", f"{rate.low:,.0f}..{rate.high:,.0f}", ratio,
+                f"{described['server_name']} {described['server_version']}", str(described["pool_size"]),
+            )  # fmt: skip
+    if {"standalone", "cluster"} <= results.keys():
+        s = {r.name: r.ops_per_s for r in results["standalone"][0]}
+        c = {r.name: r.ops_per_s for r in results["cluster"][0]}
+        table.caption = " · ".join(f"cluster/standalone {k}: {c[k] / s[k]:.2f}x" for k in ("enqueue", "dequeue+ack"))
+    return table
+
+
+COMMANDS = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130

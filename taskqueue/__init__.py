@@ -1,0 +1,16 @@
+"""TaskQueue: an at-least-once task queue on Redis and Redis Cluster (the system under test)."""
+
+from .errors import PoolExhausted, QueueFull, QueueUnavailable, TaskQueueError, classify
+from .queue import Task, TaskQueue
+from .settings import QueueSettings
+
+__all__ = [
+    "PoolExhausted",
+    "QueueFull",
+    "QueueSettings",
+    "QueueUnavailable",
+    "Task",
+    "TaskQueue",
+    "TaskQueueError",
+    "classify",
+]

@@ -1,0 +1,46 @@
+"""Every Redis key name the queue uses is built here, and nowhere else.
+
+All keys of one partition share the hash tag ``{<queue>.<partition>}`` so a Lua script that
+touches them runs on one cluster slot. Pure: no Redis import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFIX = "tq"
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionKeys:
+    """The keys of one partition of a logical queue."""
+
+    ready: str  # LIST of task ids waiting; producers LPUSH, consumers RPOP (FIFO)
+    inflight: str  # ZSET task id -> lease deadline (ms, server clock)
+    tasks: str  # HASH task id -> encoded record (enqueued_at + payload)
+    attempts: str  # HASH task id -> delivery count
+
+    def all(self) -> tuple[str, ...]:
+        return (self.ready, self.inflight, self.tasks, self.attempts)
+
+
+def hash_tag(queue: str, partition: int) -> str:
+    return f"{{{queue}.{partition}}}"
+
+
+def partition_keys(queue: str, partition: int) -> PartitionKeys:
+    if not queue or "{" in queue or "}" in queue:
+        raise ValueError(f"invalid queue name {queue!r}: must be non-empty and contain no braces")
+    tag = hash_tag(queue, partition)
+    base = f"{PREFIX}:{tag}"
+    return PartitionKeys(
+        ready=f"{base}:ready",
+        inflight=f"{base}:inflight",
+        tasks=f"{base}:tasks",
+        attempts=f"{base}:attempts",
+    )
+
+
+def queue_pattern(queue: str) -> str:
+    """SCAN pattern matching every key of every partition of ``queue``."""
+    return f"{PREFIX}:{{{queue}.*}}:*"

@@ -1,0 +1,325 @@
+"""TaskQueue: an at-least-once task queue on Redis or Redis Cluster (the system under test)."""
+
+from __future__ import annotations
+
+import itertools
+import time
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.metadata import version
+from typing import Any
+
+from redis import exceptions as rex
+from redis.cluster import RedisCluster
+
+from . import scripts
+from .codec import IdFactory, decode_record, encode_record
+from .connection import Client, build_cluster, build_standalone, endpoint_report, pool_report
+from .errors import TaskQueueError, translate
+from .keys import PartitionKeys, partition_keys, queue_pattern
+from .settings import QueueSettings, backend_from_env, parse_nodes
+
+MAX_PARTITIONS_SEARCH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    id: str
+    payload: bytes
+    enqueued_at: int  # ns since the epoch, producer clock
+    attempts: int  # deliveries so far, this one included
+    partition: int
+
+
+def partition_of(task_id: str, partitions: int) -> int:
+    """Generated ids (``prefix-<hex counter>``) go round-robin by counter; other ids by CRC32."""
+    head, sep, tail = task_id.rpartition("-")
+    if sep and head and tail:
+        try:
+            return int(tail, 16) % partitions
+        except ValueError:
+            pass
+    return zlib.crc32(task_id.encode()) % partitions
+
+
+@contextmanager
+def _typed_errors() -> Iterator[None]:
+    try:
+        yield
+    except rex.RedisError as exc:
+        raise translate(exc) from exc
+
+
+class TaskQueue:
+    """A named logical queue spread over ``partitions`` (each one hash slot).
+
+    >>> q = TaskQueue("redis://127.0.0.1:6379/0")            # doctest: +SKIP
+    >>> q = TaskQueue(cluster_nodes=["127.0.0.1:7000"])       # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        cluster_nodes: str | Iterable[Any] | None = None,
+        *,
+        name: str = "default",
+        partitions: int | None = None,
+        pool_size: int = QueueSettings.pool_size,
+        pool_blocking: bool = False,
+        pool_timeout: float = QueueSettings.pool_timeout,
+        visibility_timeout: float = QueueSettings.visibility_timeout,
+        socket_timeout: float = QueueSettings.socket_timeout,
+        retries: int = QueueSettings.retries,
+        settings: QueueSettings | None = None,
+    ) -> None:
+        if settings is None:
+            settings = QueueSettings(
+                name=name,
+                partitions=partitions,
+                pool_size=pool_size,
+                pool_blocking=pool_blocking,
+                pool_timeout=pool_timeout,
+                visibility_timeout=visibility_timeout,
+                socket_timeout=socket_timeout,
+                retries=retries,
+            )
+        if (redis_url is None) == (cluster_nodes is None):
+            raise ValueError("give exactly one of redis_url or cluster_nodes (or use TaskQueue.from_env())")
+        self.settings = settings
+        self.is_cluster = cluster_nodes is not None
+        with _typed_errors():
+            if cluster_nodes is not None:
+                self.client: Client = build_cluster(parse_nodes(cluster_nodes), settings)
+            else:
+                assert redis_url is not None
+                self.client = build_standalone(redis_url, settings)
+        self.partitions = settings.partitions or self._default_partitions()
+        self._keys = [partition_keys(settings.name, p) for p in range(self.partitions)]
+        self._lease_ms = int(settings.visibility_timeout * 1000)
+        self._new_id = IdFactory()
+        self._consume_start = itertools.count()
+        self._enqueue = self.client.register_script(scripts.ENQUEUE)
+        self._enqueue_many = self.client.register_script(scripts.ENQUEUE_MANY)
+        self._dequeue = self.client.register_script(scripts.DEQUEUE)
+        self._ack = self.client.register_script(scripts.ACK)
+        self._nack = self.client.register_script(scripts.NACK)
+        self._requeue = self.client.register_script(scripts.REQUEUE_EXPIRED)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **kwargs: Any) -> TaskQueue:
+        """From the seed's ``REDIS_URL`` / ``REDIS_CLUSTER_ENABLED`` / ``REDIS_CLUSTER_NODES``."""
+        url, nodes = backend_from_env(env)
+        return cls(redis_url=url, cluster_nodes=nodes, **kwargs)
+
+    # -- topology ---------------------------------------------------------------------------
+
+    def _master_of(self, key: str) -> str:
+        assert isinstance(self.client, RedisCluster)
+        return str(self.client.get_node_from_key(key).name)
+
+    def _default_partitions(self) -> int:
+        """1 on standalone; on a cluster the fewest partitions that put one on every master."""
+        if not isinstance(self.client, RedisCluster):
+            return 1
+        masters = {n.name for n in self.client.get_primaries()}
+        seen: set[str] = set()
+        for count in range(1, MAX_PARTITIONS_SEARCH + 1):
+            seen.add(self._master_of(partition_keys(self.settings.name, count - 1).ready))
+            if seen >= masters:
+                return count
+        return MAX_PARTITIONS_SEARCH
+
+    def partition_masters(self) -> dict[int, str]:
+        """Partition -> ``host:port`` of the master that owns it now (standalone: the server)."""
+        if not isinstance(self.client, RedisCluster):
+            return {p: endpoint_report(self.client)["url"] for p in range(self.partitions)}
+        return {p: self._master_of(k.ready) for p, k in enumerate(self._keys)}
+
+    def describe(self) -> dict[str, Any]:
+        """Effective configuration, read back from the client and the server."""
+        with _typed_errors():
+            info = self.client.info("server")
+        if isinstance(self.client, RedisCluster):
+            info = next(iter(info.values())) if info and isinstance(next(iter(info.values())), dict) else info
+        return {
+            **endpoint_report(self.client),
+            **pool_report(self.client),
+            "queue": self.settings.name,
+            "partitions": self.partitions,
+            "partition_masters": self.partition_masters(),
+            "visibility_timeout_s": self.settings.visibility_timeout,
+            "socket_timeout_s": self.settings.socket_timeout,
+            "retries": self.settings.retries,
+            "redis_py": version("redis"),
+            "server_version": info.get("redis_version"),
+            "server_name": info.get("server_name", "redis"),
+        }
+
+    def keys_of(self, partition: int) -> PartitionKeys:
+        return self._keys[partition]
+
+    # -- producer ---------------------------------------------------------------------------
+
+    def new_id(self) -> str:
+        return self._new_id()
+
+    def partition_for(self, task_id: str) -> int:
+        """The partition a task id lives in: a pure function of the id, so a retried enqueue
+        lands on the same partition and is deduplicated there. Generated ids end in a counter,
+        which makes consecutive enqueues round-robin over the partitions."""
+        return partition_of(task_id, self.partitions)
+
+    def enqueue(self, payload: bytes, *, task_id: str | None = None) -> str:
+        """Store one task; returns its id. Retrying with the same ``task_id`` never duplicates it
+        while the first copy is queued or in flight."""
+        task_id = task_id or self._new_id()
+        k = self._keys[partition_of(task_id, self.partitions) if self.partitions > 1 else 0]
+        self._call(self._enqueue, k.ready, k.tasks, task_id, encode_record(time.time_ns(), payload), numkeys=2)
+        return task_id
+
+    def _call(self, script: Any, *keys_and_args: Any, numkeys: int) -> Any:
+        """EVALSHA in one round trip; on NOSCRIPT (new master after failover, flushed cache)
+        load the script and retry once. Errors come out typed. Inlined rather than a context
+        manager or redis-py's Script wrapper: this is the hot path of every operation."""
+        try:
+            try:
+                return self.client.execute_command("EVALSHA", script.sha, numkeys, *keys_and_args)
+            except rex.NoScriptError:
+                self.client.script_load(script.script)
+                return self.client.execute_command("EVALSHA", script.sha, numkeys, *keys_and_args)
+        except rex.RedisError as exc:
+            raise translate(exc) from exc
+
+    def enqueue_many(self, payloads: Sequence[bytes], *, task_ids: Sequence[str] | None = None) -> list[str]:
+        """Pipelined enqueue: one script call per partition, one round trip per node."""
+        ids = list(task_ids) if task_ids is not None else [self._new_id() for _ in payloads]
+        now = time.time_ns()
+        args: dict[int, list[Any]] = {}
+        for task_id, payload in zip(ids, payloads, strict=True):
+            args.setdefault(partition_of(task_id, self.partitions), []).extend(
+                (task_id, encode_record(now, payload))
+            )
+        calls = [([self._keys[p].ready, self._keys[p].tasks], a) for p, a in args.items()]
+        for result in self._pipelined_script(self._enqueue_many, calls):
+            if isinstance(result, Exception):
+                raise translate(result) from result
+        return ids
+
+    def _pipelined_script(self, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        results: list[Any] = []
+        for attempt in range(2):
+            with _typed_errors():
+                pipe = self.client.pipeline(transaction=False)
+                for keys, args in calls:
+                    # execute_command: ClusterPipeline blocks the evalsha() helper, not the command.
+                    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                results = pipe.execute(raise_on_error=False)
+            if attempt == 0 and any(isinstance(r, rex.NoScriptError) for r in results):
+                # A new master (after failover) or a flushed script cache: load, retry once.
+                with _typed_errors():
+                    self.client.script_load(script.script)
+                continue
+            break
+        return list(results)
+
+    # -- consumer ---------------------------------------------------------------------------
+
+    def dequeue(self, timeout: float = 0.0) -> Task | None:
+        """Lease the next task, waiting up to ``timeout`` s; ``None`` when nothing arrived."""
+        tasks = self.dequeue_many(1, timeout=timeout)
+        return tasks[0] if tasks else None
+
+    def dequeue_many(self, count: int, timeout: float = 0.0) -> list[Task]:
+        """Lease up to ``count`` tasks from one partition (partitions rotate between calls)."""
+        if count < 1:
+            raise ValueError("count must be >= 1")
+        if timeout >= self.settings.socket_timeout:
+            raise ValueError(f"timeout={timeout} must be below socket_timeout={self.settings.socket_timeout}")
+        deadline = time.monotonic() + timeout
+        start = next(self._consume_start)
+        while True:
+            for i in range(self.partitions):
+                p = (start + i) % self.partitions
+                tasks = self._lease(p, count)
+                if tasks:
+                    return tasks
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            self._wait_for_work((start + self.partitions) % self.partitions, remaining)
+            start += 1
+
+    def _lease(self, p: int, count: int) -> list[Task]:
+        k = self._keys[p]
+        flat = self._call(self._dequeue, k.ready, k.inflight, k.tasks, k.attempts, self._lease_ms, count, numkeys=4)
+        tasks = []
+        for i in range(0, len(flat), 3):
+            enqueued_at, payload = decode_record(flat[i + 1])
+            tasks.append(Task(flat[i].decode(), payload, enqueued_at, int(flat[i + 2]), p))
+        return tasks
+
+    def _wait_for_work(self, p: int, remaining: float) -> None:
+        # BLMOVE from a list onto its own tail moves nothing, but blocks until the list has an
+        # element: an event-driven wait, after which the next lease is one EVALSHA.
+        slice_s = min(remaining, 1.0, self.settings.socket_timeout / 2) / max(1, self.partitions)
+        with _typed_errors():
+            self.client.blmove(self._keys[p].ready, self._keys[p].ready, max(slice_s, 0.01), "RIGHT", "RIGHT")
+
+    def ack(self, task: Task) -> bool:
+        """Finish a task. ``False`` if its lease had already expired (it may be delivered twice)."""
+        k = self._keys[task.partition]
+        return bool(self._call(self._ack, k.inflight, k.tasks, k.attempts, task.id, numkeys=3))
+
+    def nack(self, task: Task) -> bool:
+        """Give a task back for immediate redelivery. ``False`` if the lease was already gone."""
+        k = self._keys[task.partition]
+        return bool(self._call(self._nack, k.ready, k.inflight, task.id, numkeys=2))
+
+    def requeue_expired(self, limit: int = 1000) -> int:
+        """The visibility-timeout reaper: return expired leases to ready. Returns how many."""
+        moved = 0
+        for k in self._keys:
+            moved += int(self._call(self._requeue, k.ready, k.inflight, limit, numkeys=2))
+        return moved
+
+    # -- inspection -------------------------------------------------------------------------
+
+    def depth(self) -> int:
+        """Tasks waiting in ready lists (all partitions)."""
+        return sum(self._per_partition("llen", lambda k: k.ready))
+
+    def inflight(self) -> int:
+        """Tasks leased and not yet acked."""
+        return sum(self._per_partition("zcard", lambda k: k.inflight))
+
+    def _per_partition(self, command: str, key: Any) -> list[int]:
+        with _typed_errors():
+            pipe = self.client.pipeline(transaction=False)
+            for k in self._keys:
+                getattr(pipe, command)(key(k))
+            return [int(x) for x in pipe.execute()]
+
+    def purge(self) -> int:
+        """Delete every key of this queue (all partitions). Returns the number of keys deleted."""
+        deleted = 0
+        with _typed_errors():
+            for k in self._keys:
+                deleted += int(self.client.delete(*k.all()))
+            # Partitions from an earlier run with a different partition count.
+            for key in self.client.scan_iter(match=queue_pattern(self.settings.name), count=1000):
+                deleted += int(self.client.delete(key))
+        return deleted
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> TaskQueue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["Task", "TaskQueue", "TaskQueueError"]

@@ -1,0 +1,69 @@
+"""Session fixtures: a real standalone redis-server and a real 6-node cluster, started through the
+same backend code users run, always torn down (and killed by the kernel if pytest dies)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.backends import BackendSpec, ClusterBackend, StandaloneBackend, start_backend
+from bench.servers import free_port
+from taskqueue import TaskQueue
+
+# Low node timeout so failover tests finish quickly; recorded like any other setting.
+TEST_NODE_TIMEOUT_MS = 1000
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bench-state")
+
+
+@pytest.fixture(scope="session")
+def standalone(state_dir: Path) -> Iterator[StandaloneBackend]:
+    backend = start_backend(BackendSpec("standalone", port=free_port(start=24000), state_dir=state_dir))
+    assert isinstance(backend, StandaloneBackend)
+    try:
+        yield backend
+    finally:
+        backend.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(state_dir: Path) -> Iterator[ClusterBackend]:
+    port = free_port(span=6, start=25000, bus_offset=10000)
+    backend = start_backend(
+        BackendSpec("cluster", port=port, state_dir=state_dir, node_timeout_ms=TEST_NODE_TIMEOUT_MS)
+    )
+    assert isinstance(backend, ClusterBackend)
+    try:
+        yield backend
+    finally:
+        backend.stop()
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def backend(request: pytest.FixtureRequest) -> StandaloneBackend | ClusterBackend:
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture
+def make_queue(backend: StandaloneBackend | ClusterBackend) -> Iterator:
+    """Factory for queues with a unique name on the current backend; purged and closed after."""
+    made: list[TaskQueue] = []
+
+    def make(**kwargs: object) -> TaskQueue:
+        kwargs.setdefault("name", f"t-{uuid.uuid4().hex[:8]}")
+        queue = TaskQueue(**backend.connection(), **kwargs)  # type: ignore[arg-type]
+        made.append(queue)
+        return queue
+
+    yield make
+    for queue in made:
+        try:
+            queue.purge()
+        finally:
+            queue.close()
