@@ -49,7 +49,7 @@ def read_effective(client: redis.Redis) -> dict[str, Any]:
         "role": info.get("role"),
         "maxmemory": int(config.get("maxmemory", info.get("maxmemory", 0))),
         "maxmemory_policy": config.get("maxmemory-policy", info.get("maxmemory_policy")),
-        "cluster_node_timeout_ms": int(config["cluster-node-timeout"]) if "cluster-node-timeout" in config else None,
+        "cluster_node_timeout_ms": int(config.get("cluster-node-timeout") or 0) or None,
         "used_memory": info.get("used_memory"),
         "evicted_keys": info.get("evicted_keys"),
     }
@@ -111,7 +111,15 @@ class ClusterBackend:
         raise KeyError(address)
 
     def create(self, timeout: float = 60.0) -> None:
-        cmd = [self.cli_bin, "--cluster", "create", *self.nodes, "--cluster-replicas", str(self.replicas), "--cluster-yes"]
+        cmd = [
+            self.cli_bin,
+            "--cluster",
+            "create",
+            *self.nodes,
+            "--cluster-replicas",
+            str(self.replicas),
+            "--cluster-yes",
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0 or "[OK] All 16384 slots covered" not in done.stdout:
             raise UsageError(f"cluster create failed: {(done.stdout + done.stderr).strip().splitlines()[-3:]}")
@@ -288,6 +296,7 @@ def _start_all(servers: list[RedisServer]) -> None:
 
 
 # -- state folder for bench up / status / down ------------------------------------------------
+
 
 def _state_file(state_dir: Path) -> Path:
     return state_dir / "state.json"

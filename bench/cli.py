@@ -169,8 +169,14 @@ def external_table(redis_url: str | None, cluster_nodes: str | None) -> Table:
             continue
         finally:
             client.close()
-        table.add_row(name, str(info.get("redis_version")), str(info.get("role")), str(info.get("used_memory_human")),
-                      str(info.get("maxmemory_human")), str(info.get("maxmemory_policy")))
+        table.add_row(
+            name,
+            str(info.get("redis_version")),
+            str(info.get("role")),
+            str(info.get("used_memory_human")),
+            str(info.get("maxmemory_human")),
+            str(info.get("maxmemory_policy")),
+        )
     return table
 
 

@@ -7,6 +7,7 @@ records their pids in the state folder for ``bench down``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -232,13 +233,16 @@ class RedisServer:
         self._reap(5.0)
 
     def _reap(self, timeout: float = 0.0) -> None:
+        """Wait up to ``timeout`` for the process to be gone (our child: reap it)."""
         if self._proc is not None:
             try:
                 self._proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 pass
-        elif timeout:
-            time.sleep(timeout)
+            return
+        deadline = time.monotonic() + timeout
+        while self.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
 
 
 def pid_is_redis(pid: int, port: int) -> bool:

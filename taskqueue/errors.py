@@ -12,10 +12,10 @@ import errno
 from redis import exceptions as rex
 
 __all__ = [
-    "TaskQueueError",
+    "PoolExhausted",
     "QueueFull",
     "QueueUnavailable",
-    "PoolExhausted",
+    "TaskQueueError",
     "classify",
     "translate",
 ]
@@ -74,7 +74,7 @@ def classify(exc: BaseException) -> str:
         return "clusterdown"
     if isinstance(exc, rex.TryAgainError) or message.startswith("TRYAGAIN"):
         return "tryagain"
-    if isinstance(exc, rex.MovedError) or isinstance(exc, rex.AskError):
+    if isinstance(exc, (rex.MovedError, rex.AskError)):
         return "moved"
     if isinstance(exc, rex.TimeoutError | TimeoutError):
         return "timeout"

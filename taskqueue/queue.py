@@ -198,9 +198,7 @@ class TaskQueue:
         now = time.time_ns()
         args: dict[int, list[Any]] = {}
         for task_id, payload in zip(ids, payloads, strict=True):
-            args.setdefault(partition_of(task_id, self.partitions), []).extend(
-                (task_id, encode_record(now, payload))
-            )
+            args.setdefault(partition_of(task_id, self.partitions), []).extend((task_id, encode_record(now, payload)))
         calls = [([self._keys[p].ready, self._keys[p].tasks], a) for p, a in args.items()]
         for result in self._pipelined_script(self._enqueue_many, calls):
             if isinstance(result, Exception):
@@ -265,7 +263,9 @@ class TaskQueue:
         # element: an event-driven wait, after which the next lease is one EVALSHA.
         slice_s = min(remaining, 1.0, self.settings.socket_timeout / 2) / max(1, self.partitions)
         with _typed_errors():
-            self.client.blmove(self._keys[p].ready, self._keys[p].ready, max(slice_s, 0.01), "RIGHT", "RIGHT")
+            self.client.execute_command(
+                "BLMOVE", self._keys[p].ready, self._keys[p].ready, "RIGHT", "RIGHT", max(slice_s, 0.01)
+            )
 
     def ack(self, task: Task) -> bool:
         """Finish a task. ``False`` if its lease had already expired (it may be delivered twice)."""

@@ -20,7 +20,7 @@ def test_seed_node_formats() -> None:
 
 @pytest.mark.parametrize("bad", ["localhost", "localhost:", ":7000", "h:port", "h:70000", ""])
 def test_bad_node_strings(bad: str) -> None:
-    with pytest.raises(ValueError, match="cluster node|no cluster nodes"):
+    with pytest.raises(ValueError, match=r"cluster node|no cluster nodes"):
         parse_nodes(bad)
 
 
