@@ -49,7 +49,7 @@ def read_effective(client: redis.Redis) -> dict[str, Any]:
         "role": info.get("role"),
         "maxmemory": int(config.get("maxmemory", info.get("maxmemory", 0))),
         "maxmemory_policy": config.get("maxmemory-policy", info.get("maxmemory_policy")),
-        "cluster_node_timeout_ms": int(config.get("cluster-node-timeout") or 0) or None,
+        "cluster_node_timeout_ms": int(config.get("cluster-node-timeout") or 0) if info.get("cluster_enabled") else None,
         "used_memory": info.get("used_memory"),
         "evicted_keys": info.get("evicted_keys"),
     }
@@ -350,3 +350,34 @@ def down(state_dir: Path) -> list[str]:
         shutil.rmtree(state_dir / kind, ignore_errors=True)
     _state_file(state_dir).unlink(missing_ok=True)
     return stopped
+
+
+def effective_of(connection: dict[str, Any]) -> dict[str, Any]:
+    """Effective server settings of any backend (embedded or external), read-only. Servers that
+    refuse CONFIG GET (managed Redis) still report INFO."""
+    from redis.cluster import RedisCluster
+
+    from taskqueue.settings import parse_nodes
+
+    def safe(r: redis.Redis) -> dict[str, Any]:
+        try:
+            return read_effective(r)
+        except redis.ResponseError:
+            info = r.info()
+            return {"server_version": info.get("redis_version"), "role": info.get("role"),
+                    "maxmemory": info.get("maxmemory"), "maxmemory_policy": info.get("maxmemory_policy")}  # fmt: skip
+
+    if connection.get("cluster_nodes"):
+        host, port = parse_nodes(connection["cluster_nodes"])[0]
+        client = RedisCluster(host=host, port=port, socket_timeout=2)
+        try:
+            nodes = {n.name: safe(n.redis_connection) for n in client.get_nodes() if n.redis_connection}
+        finally:
+            client.close()
+        return {"backend": "cluster", "nodes": nodes}
+    client = redis.Redis.from_url(connection["redis_url"], socket_timeout=2)
+    try:
+        return {"backend": "standalone", "nodes": {f"{client.connection_pool.connection_kwargs['host']}:"
+                                                   f"{client.connection_pool.connection_kwargs['port']}": safe(client)}}
+    finally:
+        client.close()

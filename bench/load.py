@@ -1,0 +1,411 @@
+"""Locust glue: options, backend resolution, timing into HDR histograms, results on exit.
+
+Locust does the load (users, spawning, --processes, master/workers, web UI); this module adds µs
+latency with HdrHistogram, open-loop pacing, shipping of histograms from workers to the master,
+and the results folder. The locustfile only declares user classes that call ``produce()`` /
+``consume()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import gevent
+import locust.stats
+from locust import events
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from taskqueue import TaskQueue, TaskQueueError
+from taskqueue.settings import backend_from_env, parse_nodes, redact_url
+
+from . import backends
+from .errors import UsageError
+from .metrics import Recorder
+from .options import LoadOptions, add_load_options
+from .results import environment_info, write_load_run
+from .schedule import Schedule, per_process_rate
+
+log = logging.getLogger("taskqueue-bench")
+ERROR_BACKOFF_S = 0.005  # after a failed call, like a real client: no hot error loop during an outage
+REAPER_INTERVAL_S = 1.0
+
+
+class OperationError(Exception):
+    """What Locust sees for a failed queue call: its error class, so Locust groups failures by class."""
+
+
+def bucket_sub_ms(response_time: float) -> float:
+    """Locust bucket function keeping ~2 significant digits below 100 ms (Locust's own rounds
+    anything under 100 ms to a whole ms, so a 180 µs operation shows as 0 ms)."""
+    if response_time < 1:
+        return round(response_time, 2)
+    if response_time < 10:
+        return round(response_time, 1)
+    if response_time < 100:
+        return round(response_time)
+    return float(round(response_time, -1) if response_time < 1000 else round(response_time, -2))
+
+
+class LoadState:
+    """Everything one Locust process holds for the run."""
+
+    def __init__(self) -> None:
+        self.environment: Environment | None = None
+        self.opts = LoadOptions()
+        self.recorder = Recorder()
+        self.queue: TaskQueue | None = None
+        self.schedule: Schedule | None = None
+        self.embedded: backends.Backend | None = None
+        self.connection: dict[str, Any] = {}
+        self.payload = b""
+        self.started_at = 0.0
+        self.stopped_at = 0.0
+        self.counters: dict[str, int] = {"empty_dequeues": 0, "lease_lost_acks": 0}
+        self.greenlets: list[Any] = []
+        self.effective: dict[str, Any] = {}
+        self.results_dir: Path | None = None
+
+    @property
+    def is_master(self) -> bool:
+        return isinstance(self.environment and self.environment.runner, MasterRunner)
+
+    @property
+    def is_worker(self) -> bool:
+        return isinstance(self.environment and self.environment.runner, WorkerRunner)
+
+
+STATE = LoadState()
+
+
+# -- backend ----------------------------------------------------------------------------------------
+
+
+def resolve_connection(opts: LoadOptions) -> tuple[dict[str, Any], backends.Backend | None]:
+    """``redis_url``/``cluster_nodes`` to load, and the embedded backend we started (if any)."""
+    if opts.redis_url:
+        return {"redis_url": opts.redis_url}, None
+    if opts.cluster_nodes:
+        return {"cluster_nodes": opts.cluster_nodes}, None
+    if opts.backend == "auto":
+        import os
+
+        if os.environ.get("REDIS_URL") or os.environ.get("REDIS_CLUSTER_ENABLED", "").lower() == "true":
+            url, nodes = backend_from_env()
+            return ({"redis_url": url} if url else {"cluster_nodes": ",".join(f"{h}:{p}" for h, p in nodes or [])}), None
+    state_dir = backends.default_state_dir()
+    for kind in (("cluster", "standalone") if opts.backend == "auto" else (opts.backend,)):
+        running = backends.attach(state_dir, kind)
+        if running is not None and all(s.is_alive() for s in running.servers):
+            return _as_strings(running.connection()), None
+    kind = "standalone" if opts.backend == "auto" else opts.backend
+    from .servers import free_port
+
+    port = free_port(span=6 if kind == "cluster" else 1, start=23000, bus_offset=10000)
+    log.info("starting an embedded %s backend on 127.0.0.1:%d (stopped when Locust exits)", kind, port)
+    import tempfile
+
+    spec = backends.BackendSpec(kind=kind, port=port, state_dir=Path(tempfile.mkdtemp(prefix="locust-tq-")))
+    backend = backends.start_backend(spec)
+    return _as_strings(backend.connection()), backend
+
+
+def _as_strings(connection: dict[str, Any]) -> dict[str, Any]:
+    if "cluster_nodes" in connection and not isinstance(connection["cluster_nodes"], str):
+        return {"cluster_nodes": ",".join(connection["cluster_nodes"])}
+    return connection
+
+
+def make_queue(opts: LoadOptions, connection: dict[str, Any]) -> TaskQueue:
+    return TaskQueue(
+        **connection,
+        name=opts.queue_name,
+        partitions=opts.partitions or None,
+        pool_size=opts.pool_size,
+        pool_blocking=opts.pool_blocking,
+        visibility_timeout=opts.visibility_timeout,
+    )
+
+
+# -- timed operations (hot path) ----------------------------------------------------------------------
+
+
+def _fire(op: str, ms: float, length: int, exc: Exception | None) -> None:
+    assert STATE.environment is not None
+    STATE.environment.events.request.fire(
+        request_type="queue", name=op, response_time=ms, response_length=length, exception=exc, context={}
+    )
+
+
+def _failed(op: str, started: float, exc: TaskQueueError) -> None:
+    STATE.recorder.error(op, exc.kind)
+    _fire(op, (time.perf_counter() - started) * 1000, 0, OperationError(f"{type(exc).__name__}: {exc.kind}"))
+    gevent.sleep(ERROR_BACKOFF_S)
+
+
+def produce() -> None:
+    """One enqueue (or one enqueue_many batch), paced by the open-loop schedule when ``--rate``."""
+    queue, opts, recorder = STATE.queue, STATE.opts, STATE.recorder
+    assert queue is not None
+    intended = None
+    if STATE.schedule is not None:
+        intended = STATE.schedule.next_slot()
+        wait = intended - time.perf_counter()
+        if wait > 0:
+            gevent.sleep(wait)
+    batch = opts.batch_size
+    op = "enqueue" if batch == 1 else "enqueue_many"
+    ids = [queue.new_id() for _ in range(batch)]
+    started = time.perf_counter()
+    try:
+        if batch == 1:
+            queue.enqueue(STATE.payload, task_id=ids[0])
+        else:
+            queue.enqueue_many([STATE.payload] * batch, task_ids=ids)
+    except TaskQueueError as exc:
+        _failed(op, intended if intended is not None else started, exc)
+        return
+    ended = time.perf_counter()
+    if intended is None:
+        us = (ended - started) * 1e6
+    else:  # coordinated-omission corrected: from when the send *should* have happened
+        us = (ended - intended) * 1e6
+        recorder.record(f"{op}_service", (ended - started) * 1e6)
+        recorder.record("send_lag", max(0.0, started - intended) * 1e6)
+    recorder.record(op, us)
+    _fire(op, us / 1000, len(STATE.payload) * batch, None)
+
+
+def consume() -> None:
+    """Blocking dequeue, simulated processing, ack; plus the task's end-to-end latency."""
+    queue, opts, recorder = STATE.queue, STATE.opts, STATE.recorder
+    assert queue is not None
+    started = time.perf_counter()
+    try:
+        task = queue.dequeue(opts.dequeue_timeout)
+    except TaskQueueError as exc:
+        _failed("dequeue", started, exc)
+        return
+    if task is None:
+        STATE.counters["empty_dequeues"] += 1  # a timed-out wait is not an operation latency
+        return
+    ended = time.perf_counter()
+    us = (ended - started) * 1e6
+    recorder.record("dequeue", us)
+    _fire("dequeue", us / 1000, len(task.payload), None)
+    e2e_us = max(0.0, (time.time_ns() - task.enqueued_at) / 1000)
+    recorder.record("e2e", e2e_us)
+    _fire("e2e", e2e_us / 1000, 0, None)
+    if opts.processing_ms:
+        gevent.sleep(opts.processing_ms / 1000)
+    started = time.perf_counter()
+    try:
+        held = queue.ack(task)
+    except TaskQueueError as exc:
+        _failed("ack", started, exc)
+        return
+    us = (time.perf_counter() - started) * 1e6
+    if not held:
+        STATE.counters["lease_lost_acks"] += 1
+    recorder.record("ack", us)
+    _fire("ack", us / 1000, 0, None)
+
+
+# -- Locust events ----------------------------------------------------------------------------------
+
+
+def _on_parser(parser: Any) -> None:
+    add_load_options(parser, locust=True)
+
+
+def _validated(environment: Environment) -> LoadOptions:
+    try:
+        return LoadOptions.from_namespace(environment.parsed_options)
+    except UsageError as exc:
+        sys.stderr.write(f"locust: error: {exc}\n")
+        raise SystemExit(2) from None
+
+
+def _on_init(environment: Environment, **_: Any) -> None:
+    STATE.environment = environment
+    locust.stats.bucket_response_time = bucket_sub_ms  # type: ignore[assignment]
+    if environment.parsed_options is None:  # used as a library
+        return
+    STATE.opts = _validated(environment)
+    _apply_weights(environment, STATE.opts)
+    if isinstance(environment.runner, WorkerRunner):
+        environment.events.report_to_master.add_listener(_on_report_to_master)
+        return
+    try:
+        connection, STATE.embedded = resolve_connection(STATE.opts)
+    except UsageError as exc:
+        sys.stderr.write(f"locust: error: {exc}\n")
+        raise SystemExit(2) from None
+    STATE.connection = connection
+    # Workers receive custom options from the master with each spawn: point them at this backend.
+    environment.parsed_options.redis_url = connection.get("redis_url", "")
+    environment.parsed_options.cluster_nodes = connection.get("cluster_nodes", "")
+    if isinstance(environment.runner, MasterRunner):
+        environment.events.worker_report.add_listener(_on_worker_report)
+
+
+def _apply_weights(environment: Environment, opts: LoadOptions) -> None:
+    weights = {"ProducerUser": opts.producer_weight, "ConsumerUser": opts.consumer_weight, "MixedUser": opts.mixed_weight}
+    chosen = []
+    for cls in environment.user_classes:
+        if cls.__name__ in weights:
+            cls.weight = weights[cls.__name__]
+            if cls.weight == 0:
+                continue
+        chosen.append(cls)
+    environment.user_classes = chosen  # the runner reads them from here
+
+
+def _on_test_start(environment: Environment, **_: Any) -> None:
+    opts = STATE.opts = _validated(environment) if environment.parsed_options else STATE.opts
+    STATE.started_at = time.time()
+    STATE.stopped_at = 0.0
+    STATE.recorder = Recorder()
+    STATE.recorder.measure_from = STATE.started_at + opts.warmup
+    STATE.counters = dict.fromkeys(STATE.counters, 0)
+    STATE.payload = b"x" * opts.payload_bytes
+    if STATE.is_master:
+        STATE.greenlets.append(gevent.spawn(_finalizer_loop))
+        return
+    connection = STATE.connection or {
+        k: v for k, v in (("redis_url", opts.redis_url), ("cluster_nodes", opts.cluster_nodes)) if v
+    }
+    STATE.queue = make_queue(opts, connection)
+    if opts.rate > 0:
+        processes = getattr(environment.parsed_options, "expect_workers", 1) if STATE.is_worker else 1
+        STATE.schedule = Schedule(per_process_rate(opts.rate, processes), time.perf_counter())
+    STATE.greenlets.append(gevent.spawn(_reaper_loop))
+    if not STATE.is_worker:
+        STATE.greenlets.append(gevent.spawn(_finalizer_loop))
+
+
+def _reaper_loop() -> None:
+    while True:
+        gevent.sleep(REAPER_INTERVAL_S)
+        if STATE.queue is not None:
+            try:
+                STATE.queue.requeue_expired()
+            except TaskQueueError:
+                pass  # an outage; the next round retries
+
+
+def _finalizer_loop() -> None:
+    # Worker reports arrive every ~3 s, so seconds are closed 6 s after they end.
+    while True:
+        gevent.sleep(1.0)
+        STATE.recorder.finalize(before=time.time() - 6)
+
+
+def _on_report_to_master(client_id: str, data: dict[str, Any]) -> None:
+    data["tqb"] = {**STATE.recorder.drain(), "counters": dict(STATE.counters)}
+    STATE.counters = dict.fromkeys(STATE.counters, 0)
+
+
+def _on_worker_report(client_id: str, data: dict[str, Any]) -> None:
+    report = data.get("tqb")
+    if report:
+        STATE.recorder.merge(report)
+        for key, n in report.get("counters", {}).items():
+            STATE.counters[key] = STATE.counters.get(key, 0) + n
+
+
+def _on_test_stop(environment: Environment, **_: Any) -> None:
+    STATE.stopped_at = time.time()
+    for greenlet in STATE.greenlets:
+        greenlet.kill(block=False)
+    STATE.greenlets = []
+    if STATE.is_worker:
+        return
+    if STATE.is_master:  # workers' last reports are still on their way: write once they are in
+        gevent.spawn_later(4.0, write_results)
+    else:
+        write_results()
+
+
+def _on_quit(exit_code: int, **_: Any) -> None:
+    try:
+        if not STATE.is_worker and STATE.started_at:
+            write_results()
+    finally:
+        if STATE.queue is not None:
+            STATE.queue.close()
+        if STATE.embedded is not None:
+            STATE.embedded.stop()
+            STATE.embedded = None
+
+
+def write_results() -> Path | None:
+    """Finalize every second and write the results folder (again, if called twice)."""
+    if not STATE.started_at:
+        return None
+    STATE.recorder.finalize()
+    env = STATE.environment
+    opts = STATE.opts
+    run_time = getattr(env.parsed_options, "run_time", None) if env and env.parsed_options else None
+    ended = STATE.stopped_at or time.time()
+    elapsed = ended - STATE.started_at
+    complete = not run_time or elapsed >= float(run_time) - 1.0
+    measure_from = STATE.started_at + opts.warmup
+    if not STATE.effective:
+        STATE.effective = _read_effective(opts)
+    if STATE.results_dir is None:
+        stamp = datetime.fromtimestamp(STATE.started_at, UTC).strftime("%Y%m%dT%H%M%SZ")
+        STATE.results_dir = Path(opts.results_dir or f"results/locust-{stamp}")
+    options = asdict(opts) | {"redis_url": redact_url(opts.redis_url) if opts.redis_url else ""}
+    meta = {
+        "kind": "load-run",
+        "complete": complete,
+        "incomplete_reason": None if complete else f"stopped after {elapsed:.1f}s of --run-time {run_time}s",
+        "started_at": datetime.fromtimestamp(STATE.started_at, UTC).isoformat(),
+        "elapsed_s": round(elapsed, 3),
+        "warmup_s": opts.warmup,
+        "measured_s": round(max(0.0, ended - measure_from), 3),
+        "options": options,
+        "locust": {
+            "users": getattr(env.runner, "target_user_count", None) if env and env.runner else None,
+            "workers": getattr(env.runner, "worker_count", 0) if STATE.is_master else 0,
+            "run_time_s": run_time,
+        },
+        "counters": STATE.counters,
+        "effective": STATE.effective,
+        "environment": environment_info(),
+    }
+    return write_load_run(STATE.results_dir, STATE.recorder, meta, STATE.started_at)
+
+
+def _read_effective(opts: LoadOptions) -> dict[str, Any]:
+    """Configuration read back from the client and the servers, never just what was asked for."""
+    connection = STATE.connection or {k: v for k, v in (("redis_url", opts.redis_url), ("cluster_nodes", opts.cluster_nodes)) if v}
+    out: dict[str, Any] = {}
+    try:
+        with make_queue(opts, connection) as probe:
+            out["queue"] = probe.describe()
+        out["servers"] = backends.effective_of(connection)
+    except Exception as exc:  # the run's numbers are still worth writing
+        out["error"] = f"could not read effective config: {exc}"
+    if connection.get("cluster_nodes"):
+        out["cluster_nodes"] = [f"{h}:{p}" for h, p in parse_nodes(connection["cluster_nodes"])]
+    return out
+
+
+def install() -> None:
+    """Register the listeners (once) on Locust's global events; called by the locustfile."""
+    if getattr(install, "done", False):
+        return
+    install.done = True  # type: ignore[attr-defined]
+    events.init_command_line_parser.add_listener(_on_parser)
+    events.init.add_listener(_on_init)
+    events.test_start.add_listener(_on_test_start)
+    events.test_stop.add_listener(_on_test_stop)
+    events.quit.add_listener(_on_quit)

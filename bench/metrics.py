@@ -1,0 +1,133 @@
+"""µs latency recording into HdrHistograms: per operation, per second, mergeable across processes.
+
+Locust rounds response times (and its CSV truncates percentiles to whole ms), so Redis operations
+of 50-500 µs are recorded here instead. Each process records into the histogram of the current
+second; workers ship encoded histograms to the master, which merges them by second. A second is
+*finalized* (turned into a time-series row and added to the cumulative histogram, unless it is
+warm-up) once no more reports can arrive for it. No Redis import.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US = 1
+HIGHEST_US = 60_000_000  # 60 s: anything slower is clamped (and visible as max)
+SIGNIFICANT_DIGITS = 3
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+
+
+def decode(encoded: str | bytes) -> HdrHistogram:
+    return HdrHistogram.decode(encoded)
+
+
+class Recorder:
+    def __init__(self, clock: Any = time.time) -> None:
+        self._clock = clock
+        self._open: dict[int, dict[str, HdrHistogram]] = {}
+        self._open_errors: dict[int, Counter[tuple[str, str]]] = {}
+        self._sec = -1
+        self._current: dict[str, HdrHistogram] = {}
+        self.rows: list[dict[str, Any]] = []  # finalized per-second rows, epoch seconds
+        self.cumulative: dict[str, HdrHistogram] = {}  # measured (post-warm-up) seconds only
+        self.errors: Counter[tuple[str, str]] = Counter()  # measured seconds only
+        self.errors_all: Counter[tuple[str, str]] = Counter()  # including warm-up
+        self.measure_from: float = 0.0  # epoch s; earlier seconds are warm-up
+        self.measured_seconds: set[int] = set()
+
+    # -- hot path -------------------------------------------------------------------------------
+
+    def record(self, op: str, us: float) -> None:
+        sec = int(self._clock())
+        if sec != self._sec:
+            self._sec = sec
+            self._current = self._open.setdefault(sec, {})
+        hist = self._current.get(op)
+        if hist is None:
+            hist = self._current[op] = new_histogram()
+        value = int(us)
+        hist.record_value(LOWEST_US if value < LOWEST_US else HIGHEST_US if value > HIGHEST_US else value)
+
+    def error(self, op: str, kind: str) -> None:
+        sec = int(self._clock())
+        self._open_errors.setdefault(sec, Counter())[(op, kind)] += 1
+        self._open.setdefault(sec, {})
+
+    # -- distributed ----------------------------------------------------------------------------
+
+    def drain(self) -> dict[str, Any]:
+        """Everything recorded since the last drain, encoded for ``report_to_master``."""
+        report = {
+            "hist": {str(sec): {op: h.encode().decode() for op, h in ops.items()} for sec, ops in self._open.items()},
+            "errors": {
+                str(sec): [[op, kind, n] for (op, kind), n in errs.items()] for sec, errs in self._open_errors.items()
+            },
+        }
+        self._open, self._open_errors, self._sec, self._current = {}, {}, -1, {}
+        return report
+
+    def merge(self, report: dict[str, Any]) -> None:
+        """Add a worker's drained report into this recorder."""
+        for sec_text, ops in report.get("hist", {}).items():
+            bucket = self._open.setdefault(int(sec_text), {})
+            for op, encoded in ops.items():
+                if op in bucket:
+                    bucket[op].decode_and_add(encoded)
+                else:
+                    bucket[op] = decode(encoded)
+        for sec_text, errs in report.get("errors", {}).items():
+            counter = self._open_errors.setdefault(int(sec_text), Counter())
+            self._open.setdefault(int(sec_text), {})
+            for op, kind, n in errs:
+                counter[(op, kind)] += n
+        self._sec = -1  # the current-second cache may point at a dict merge replaced
+
+    # -- finalizing -----------------------------------------------------------------------------
+
+    def finalize(self, before: float = math.inf) -> None:
+        """Turn every open second earlier than ``before`` (epoch s) into rows and cumulative data."""
+        for sec in sorted(s for s in self._open if s < before):
+            ops = self._open.pop(sec)
+            errs = self._open_errors.pop(sec, Counter())
+            measured = sec >= math.floor(self.measure_from)
+            if measured:
+                self.measured_seconds.add(sec)
+            self.errors_all.update(errs)
+            if measured:
+                self.errors.update(errs)
+            for op in sorted(set(ops) | {o for o, _ in errs}):
+                hist = ops.get(op)
+                count = hist.get_total_count() if hist is not None else 0
+                self.rows.append(
+                    {
+                        "epoch_s": sec,
+                        "operation": op,
+                        "count": count,
+                        "p50_us": hist.get_value_at_percentile(50) if count else None,
+                        "p99_us": hist.get_value_at_percentile(99) if count else None,
+                        "max_us": hist.get_max_value() if count else None,
+                        "errors": sum(n for (o, _), n in errs.items() if o == op),
+                        "warmup": not measured,
+                    }
+                )
+                if measured and hist is not None:
+                    if op in self.cumulative:
+                        self.cumulative[op].add(hist)
+                    else:
+                        self.cumulative[op] = hist
+        if self._sec not in self._open:
+            self._sec = -1
+
+    def live_rate(self, op: str, window_s: int = 3) -> float:
+        """ops/s of ``op`` over the last complete seconds (for progress displays)."""
+        now = int(self._clock())
+        rows = [r for r in self.rows[-200:] if r["operation"] == op and now - window_s - 1 <= r["epoch_s"] < now]
+        return sum(r["count"] for r in rows) / window_s if rows else 0.0

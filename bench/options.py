@@ -1,0 +1,158 @@
+"""The load options, defined once: they feed Locust's ``init_command_line_parser`` (with env vars,
+shown in the web UI) and the ``bench`` CLI, and are validated into one ``LoadOptions`` dataclass."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .errors import UsageError
+
+MAX_PAYLOAD = 8 * 1024 * 1024  # well below Redis's 512 MB limit; larger is a mistake in a queue bench
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    type: Callable[[str], Any]
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return "TQB_" + self.dest.upper()
+
+
+def _bool(text: str) -> bool:
+    value = str(text).strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean (true/false)")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("--backend", str, "auto", "auto (seed env vars, else `bench up` state, else embedded standalone), "
+           "standalone or cluster (the `bench up` one, else an embedded one)", ("auto", "standalone", "cluster")),
+    Option("--redis-url", str, "", "external standalone server, e.g. redis://127.0.0.1:6379/0"),
+    Option("--cluster-nodes", str, "", "external cluster, host:port[,host:port...]"),
+    Option("--queue-name", str, "bench", "logical queue name"),
+    Option("--pool-size", int, 50, "connection pool size per process (per node on a cluster)"),
+    Option("--pool-blocking", _bool, False, "blocking pool: wait for a free connection instead of failing"),
+    Option("--partitions", int, 0, "queue partitions; 0 = one per master (1 on standalone)"),
+    Option("--payload-bytes", int, 100, "task payload size in bytes"),
+    Option("--batch-size", int, 1, "producers enqueue this many tasks per call (enqueue_many when > 1)"),
+    Option("--processing-ms", float, 0.0, "simulated processing time per task in consumers"),
+    Option("--rate", float, 0.0, "open loop: total target enqueue rate in tasks/s over all processes; 0 = closed loop"),
+    Option("--producer-weight", int, 1, "weight of ProducerUser"),
+    Option("--consumer-weight", int, 1, "weight of ConsumerUser"),
+    Option("--mixed-weight", int, 0, "weight of MixedUser (produces and consumes)"),
+    Option("--visibility-timeout", float, 30.0, "seconds before an un-acked task is redelivered"),
+    Option("--dequeue-timeout", float, 0.5, "blocking dequeue timeout in s (below the 5 s socket timeout)"),
+    Option("--warmup", float, 0.0, "seconds at the start excluded from statistics"),
+    Option("--audit", _bool, False, "record every task id to count lost and duplicated tasks"),
+    Option("--results-dir", str, "", "where to write µs results (default results/locust-<timestamp>)"),
+)  # fmt: skip
+
+
+def add_load_options(parser: Any, *, locust: bool) -> None:
+    """Add every load option to ``parser``: Locust's configargparse parser (``locust=True``: env
+    vars and web UI fields) or a plain argparse parser (env vars read for defaults)."""
+    # Locust's web-UI flags are only understood by its parser itself, not by argument groups.
+    group = parser if locust else parser.add_argument_group("TaskQueue load")
+    for opt in OPTIONS:
+        kwargs: dict[str, Any] = {"type": opt.type, "help": f"{opt.help} [env {opt.env}]", "dest": opt.dest}
+        if opt.choices:
+            kwargs["choices"] = opt.choices
+        if locust:
+            kwargs |= {"env_var": opt.env, "default": opt.default, "include_in_web_ui": True}
+        else:
+            kwargs["default"] = opt.type(os.environ[opt.env]) if opt.env in os.environ else opt.default
+        group.add_argument(opt.flag, **kwargs)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    backend: str = "auto"
+    redis_url: str = ""
+    cluster_nodes: str = ""
+    queue_name: str = "bench"
+    pool_size: int = 50
+    pool_blocking: bool = False
+    partitions: int = 0
+    payload_bytes: int = 100
+    batch_size: int = 1
+    processing_ms: float = 0.0
+    rate: float = 0.0
+    producer_weight: int = 1
+    consumer_weight: int = 1
+    mixed_weight: int = 0
+    visibility_timeout: float = 30.0
+    dequeue_timeout: float = 0.5
+    warmup: float = 0.0
+    audit: bool = False
+    results_dir: str = ""
+
+    @classmethod
+    def from_namespace(cls, ns: Any) -> LoadOptions:
+        values = {f.name: getattr(ns, f.name) for f in fields(cls) if hasattr(ns, f.name)}
+        return cls(**values).validated()
+
+    def validated(self) -> LoadOptions:
+        problems = []
+        if self.backend not in ("auto", "standalone", "cluster"):
+            problems.append(f"--backend {self.backend!r}: use auto, standalone or cluster")
+        if self.redis_url and self.cluster_nodes:
+            problems.append("give --redis-url or --cluster-nodes, not both")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            problems.append(f"--redis-url {self.redis_url!r}: expected redis://host:port/db")
+        if self.cluster_nodes:
+            from taskqueue.settings import parse_nodes
+
+            try:
+                parse_nodes(self.cluster_nodes)
+            except ValueError as exc:
+                problems.append(f"--cluster-nodes: {exc}")
+        if self.pool_size < 1:
+            problems.append(f"--pool-size {self.pool_size}: must be >= 1")
+        if not 0 <= self.partitions <= 1024:
+            problems.append(f"--partitions {self.partitions}: use 0 (auto) .. 1024")
+        if not 0 <= self.payload_bytes <= MAX_PAYLOAD:
+            problems.append(f"--payload-bytes {self.payload_bytes}: use 0 .. {MAX_PAYLOAD} (8 MiB)")
+        if not 1 <= self.batch_size <= 10_000:
+            problems.append(f"--batch-size {self.batch_size}: use 1 .. 10000")
+        if self.processing_ms < 0:
+            problems.append(f"--processing-ms {self.processing_ms}: must be >= 0")
+        if self.rate < 0:
+            problems.append(f"--rate {self.rate}: must be >= 0 (0 = closed loop)")
+        if min(self.producer_weight, self.consumer_weight, self.mixed_weight) < 0 or not (
+            self.producer_weight or self.consumer_weight or self.mixed_weight
+        ):
+            problems.append("user weights must be >= 0 and not all 0")
+        if self.visibility_timeout <= 0:
+            problems.append(f"--visibility-timeout {self.visibility_timeout}: must be > 0")
+        if not 0 <= self.dequeue_timeout < 5.0:
+            problems.append(f"--dequeue-timeout {self.dequeue_timeout}: use 0 .. <5 s (the socket timeout)")
+        if self.warmup < 0:
+            problems.append(f"--warmup {self.warmup}: must be >= 0")
+        if problems:
+            raise UsageError("; ".join(problems))
+        return self
+
+    def as_args(self) -> list[str]:
+        """Command-line form, for starting ``locust`` from ``bench run``."""
+        args = []
+        for opt in OPTIONS:
+            value = getattr(self, opt.dest)
+            if value != opt.default:
+                args += [opt.flag, str(value).lower() if isinstance(value, bool) else str(value)]
+        return args

@@ -1,0 +1,111 @@
+"""The results folder of one load run: written by the Locust master, read by reports and charts.
+
+Files (the contract, see results/README.md): ``summary.json``, ``timeseries.csv`` (one row per
+second and operation), ``hgrm/<operation>.hgrm`` (HDR percentile distributions, µs) and
+``histograms.json`` (encoded cumulative HdrHistograms, to merge across repeats).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from .metrics import Recorder, decode
+from .stats import summarize
+
+TIMESERIES_FIELDS = ("t_s", "operation", "count", "ops_per_s", "p50_us", "p99_us", "max_us", "errors", "warmup")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def environment_info() -> dict[str, Any]:
+    """Host and tool versions recorded next to every result."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip() or None  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {
+        "host_cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "redis_py": _version("redis"),
+        "hiredis": _version("hiredis"),
+        "locust": _version("locust"),
+        "hdrhistogram": _version("hdrhistogram"),
+        "git_commit": commit,
+    }
+
+
+def operations_summary(recorder: Recorder, duration_s: float) -> dict[str, dict[str, Any]]:
+    return {op: summarize(hist, duration_s) for op, hist in sorted(recorder.cumulative.items())}
+
+
+def errors_by_class(counter: Any) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for (op, kind), n in sorted(counter.items()):
+        out.setdefault(op, {})[kind] = n
+    return out
+
+
+def write_load_run(out: Path, recorder: Recorder, meta: dict[str, Any], start_epoch: float) -> Path:
+    """Write one load run's files into ``out`` (created). Safe to call again: files are replaced."""
+    out.mkdir(parents=True, exist_ok=True)
+    duration = float(meta.get("measured_s") or 0.0)
+    summary = {
+        **meta,
+        "ops": operations_summary(recorder, duration),
+        "errors": errors_by_class(recorder.errors),
+        "errors_including_warmup": errors_by_class(recorder.errors_all),
+    }
+    _atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    with open(out / "timeseries.csv.tmp", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=TIMESERIES_FIELDS)
+        writer.writeheader()
+        for row in sorted(recorder.rows, key=lambda r: (r["epoch_s"], r["operation"])):
+            writer.writerow(
+                {**{k: row[k] for k in TIMESERIES_FIELDS if k in row}, "t_s": row["epoch_s"] - int(start_epoch),
+                 "ops_per_s": row["count"]}
+            )  # fmt: skip
+    os.replace(out / "timeseries.csv.tmp", out / "timeseries.csv")
+    (out / "hgrm").mkdir(exist_ok=True)
+    for op, hist in recorder.cumulative.items():
+        with open(out / "hgrm" / f"{op}.hgrm", "wb") as fh:
+            hist.output_percentile_distribution(fh, 1.0)
+    encoded = {op: hist.encode().decode() for op, hist in recorder.cumulative.items()}
+    _atomic_write(out / "histograms.json", json.dumps({"unit": "us", "histograms": encoded}))
+    return out
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    return dict(json.loads((Path(run_dir) / "summary.json").read_text()))
+
+
+def read_histograms(run_dir: Path) -> dict[str, Any]:
+    data = json.loads((Path(run_dir) / "histograms.json").read_text())
+    return {op: decode(text) for op, text in data["histograms"].items()}
+
+
+def read_timeseries(run_dir: Path) -> list[dict[str, Any]]:
+    with open(Path(run_dir) / "timeseries.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
