@@ -71,6 +71,7 @@ class LoadState:
         self.greenlets: list[Any] = []
         self.effective: dict[str, Any] = {}
         self.results_dir: Path | None = None
+        self.workers = 0
 
     @property
     def is_master(self) -> bool:
@@ -276,6 +277,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     STATE.counters = dict.fromkeys(STATE.counters, 0)
     STATE.payload = b"x" * opts.payload_bytes
     if STATE.is_master:
+        STATE.workers = environment.runner.worker_count if environment.runner else 0  # type: ignore[union-attr]
         STATE.greenlets.append(gevent.spawn(_finalizer_loop))
         return
     connection = STATE.connection or {
@@ -374,7 +376,7 @@ def write_results() -> Path | None:
         "options": options,
         "locust": {
             "users": getattr(env.runner, "target_user_count", None) if env and env.runner else None,
-            "workers": getattr(env.runner, "worker_count", 0) if STATE.is_master else 0,
+            "workers": STATE.workers,
             "run_time_s": run_time,
         },
         "counters": STATE.counters,
