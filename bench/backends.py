@@ -49,7 +49,9 @@ def read_effective(client: redis.Redis) -> dict[str, Any]:
         "role": info.get("role"),
         "maxmemory": int(config.get("maxmemory", info.get("maxmemory", 0))),
         "maxmemory_policy": config.get("maxmemory-policy", info.get("maxmemory_policy")),
-        "cluster_node_timeout_ms": int(config.get("cluster-node-timeout") or 0) if info.get("cluster_enabled") else None,
+        "cluster_node_timeout_ms": int(config.get("cluster-node-timeout") or 0)
+        if info.get("cluster_enabled")
+        else None,
         "used_memory": info.get("used_memory"),
         "evicted_keys": info.get("evicted_keys"),
     }
@@ -377,7 +379,12 @@ def effective_of(connection: dict[str, Any]) -> dict[str, Any]:
         return {"backend": "cluster", "nodes": nodes}
     client = redis.Redis.from_url(connection["redis_url"], socket_timeout=2)
     try:
-        return {"backend": "standalone", "nodes": {f"{client.connection_pool.connection_kwargs['host']}:"
-                                                   f"{client.connection_pool.connection_kwargs['port']}": safe(client)}}
+        return {
+            "backend": "standalone",
+            "nodes": {
+                f"{client.connection_pool.connection_kwargs['host']}:"
+                f"{client.connection_pool.connection_kwargs['port']}": safe(client)
+            },
+        }
     finally:
         client.close()

@@ -31,6 +31,7 @@ from .metrics import Recorder
 from .options import LoadOptions, add_load_options
 from .results import environment_info, write_load_run
 from .schedule import Schedule, per_process_rate
+from .stats import bucket_sub_ms
 
 log = logging.getLogger("taskqueue-bench")
 ERROR_BACKOFF_S = 0.005  # after a failed call, like a real client: no hot error loop during an outage
@@ -39,18 +40,6 @@ REAPER_INTERVAL_S = 1.0
 
 class OperationError(Exception):
     """What Locust sees for a failed queue call: its error class, so Locust groups failures by class."""
-
-
-def bucket_sub_ms(response_time: float) -> float:
-    """Locust bucket function keeping ~2 significant digits below 100 ms (Locust's own rounds
-    anything under 100 ms to a whole ms, so a 180 µs operation shows as 0 ms)."""
-    if response_time < 1:
-        return round(response_time, 2)
-    if response_time < 10:
-        return round(response_time, 1)
-    if response_time < 100:
-        return round(response_time)
-    return float(round(response_time, -1) if response_time < 1000 else round(response_time, -2))
 
 
 class LoadState:
@@ -99,9 +88,11 @@ def resolve_connection(opts: LoadOptions) -> tuple[dict[str, Any], backends.Back
 
         if os.environ.get("REDIS_URL") or os.environ.get("REDIS_CLUSTER_ENABLED", "").lower() == "true":
             url, nodes = backend_from_env()
-            return ({"redis_url": url} if url else {"cluster_nodes": ",".join(f"{h}:{p}" for h, p in nodes or [])}), None
+            return (
+                {"redis_url": url} if url else {"cluster_nodes": ",".join(f"{h}:{p}" for h, p in nodes or [])}
+            ), None
     state_dir = backends.default_state_dir()
-    for kind in (("cluster", "standalone") if opts.backend == "auto" else (opts.backend,)):
+    for kind in ("cluster", "standalone") if opts.backend == "auto" else (opts.backend,):
         running = backends.attach(state_dir, kind)
         if running is not None and all(s.is_alive() for s in running.servers):
             return _as_strings(running.connection()), None
@@ -257,7 +248,11 @@ def _on_init(environment: Environment, **_: Any) -> None:
 
 
 def _apply_weights(environment: Environment, opts: LoadOptions) -> None:
-    weights = {"ProducerUser": opts.producer_weight, "ConsumerUser": opts.consumer_weight, "MixedUser": opts.mixed_weight}
+    weights = {
+        "ProducerUser": opts.producer_weight,
+        "ConsumerUser": opts.consumer_weight,
+        "MixedUser": opts.mixed_weight,
+    }
     chosen = []
     for cls in environment.user_classes:
         if cls.__name__ in weights:
@@ -388,7 +383,9 @@ def write_results() -> Path | None:
 
 def _read_effective(opts: LoadOptions) -> dict[str, Any]:
     """Configuration read back from the client and the servers, never just what was asked for."""
-    connection = STATE.connection or {k: v for k, v in (("redis_url", opts.redis_url), ("cluster_nodes", opts.cluster_nodes)) if v}
+    connection = STATE.connection or {
+        k: v for k, v in (("redis_url", opts.redis_url), ("cluster_nodes", opts.cluster_nodes)) if v
+    }
     out: dict[str, Any] = {}
     try:
         with make_queue(opts, connection) as probe:

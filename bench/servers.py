@@ -7,7 +7,6 @@ records their pids in the state folder for ``bench down``.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import shutil

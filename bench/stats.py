@@ -78,3 +78,15 @@ def classify_change(a: dict[str, Any], b: dict[str, Any], key: str, higher_is_be
         return "same"
     better = change > 0 if higher_is_better else change < 0
     return "improvement" if better else "regression"
+
+
+def bucket_sub_ms(response_time: float) -> float:
+    """Replacement for Locust's ``bucket_response_time``: ~2 significant digits below 100 ms
+    (Locust's own rounds anything under 100 ms to a whole ms, so a 180 µs call shows as 0 ms)."""
+    if response_time < 1:
+        return round(response_time, 2)
+    if response_time < 10:
+        return round(response_time, 1)
+    if response_time < 100:
+        return round(response_time)
+    return float(round(response_time, -1) if response_time < 1000 else round(response_time, -2))

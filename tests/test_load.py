@@ -1,0 +1,173 @@
+"""The locustfile run headless as users run it, against real standalone and cluster backends."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.servers import free_port
+
+LOCUST = [sys.executable, "-m", "locust", "-f", "locustfiles/queue.py"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_locust(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*LOCUST, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def locust_counts(csv_prefix: Path) -> dict[str, int]:
+    with open(f"{csv_prefix}_stats.csv", newline="") as fh:
+        return {row["Name"]: int(row["Request Count"]) for row in csv.DictReader(fh) if row["Name"] != "Aggregated"}
+
+
+def check_results(out: Path, locust_csv: Path | None = None) -> dict:
+    summary = json.loads((out / "summary.json").read_text())
+    ops = summary["ops"]
+    assert summary["complete"] is True
+    assert ops["enqueue"]["count"] > 0 and ops["dequeue"]["count"] > 0 and ops["ack"]["count"] > 0
+    assert summary["errors"] == {}
+    # sub-millisecond latencies are present as µs values, not rounded to whole ms
+    assert 0 < ops["enqueue"]["p50_us"] < 100_000 and ops["enqueue"]["p50_us"] % 1000 != 0
+    assert ops["enqueue"]["p50_us"] <= ops["enqueue"]["p99_us"] <= ops["enqueue"]["max_us"]
+    rows = list(csv.DictReader(open(out / "timeseries.csv")))
+    assert {r["operation"] for r in rows} >= {"enqueue", "dequeue", "ack", "e2e"}
+    assert len({r["t_s"] for r in rows}) >= 2
+    assert (out / "hgrm" / "enqueue.hgrm").read_text().startswith("       Value")
+    effective = summary["effective"]
+    assert effective["queue"]["pool_size"] == summary["options"]["pool_size"]
+    assert all(node["server_version"] for node in effective["servers"]["nodes"].values())
+    if locust_csv is not None:  # every operation Locust counted is in the HDR histograms, no more, no less
+        counts = locust_counts(locust_csv)
+        for op in ("enqueue", "dequeue", "ack", "e2e"):
+            assert ops[op]["count"] == counts[op], (op, ops[op]["count"], counts[op])
+    return summary
+
+
+@pytest.mark.parametrize("kind", ["standalone", "cluster"])
+def test_headless_run_writes_us_results(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    backend = request.getfixturevalue(kind)
+    target = ["--redis-url", backend.url] if kind == "standalone" else ["--cluster-nodes", ",".join(backend.nodes)]
+    out = tmp_path / "run"
+    done = run_locust(
+        "--headless", "-u", "4", "-r", "4", "-t", "3s", *target, "--queue-name", f"load-{kind}",
+        "--pool-size", "8", "--results-dir", str(out), "--csv", str(tmp_path / "locust"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = check_results(out, tmp_path / "locust")
+    assert summary["effective"]["queue"]["backend"] == kind
+    if kind == "cluster":
+        assert summary["effective"]["queue"]["partitions"] >= 3
+        assert len(summary["effective"]["servers"]["nodes"]) == 6
+
+
+def test_processes_2_merges_worker_histograms(standalone, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = run_locust(
+        "--headless", "--processes", "2", "-u", "4", "-r", "4", "-t", "4s", "--redis-url", standalone.url,
+        "--queue-name", "load-procs", "--results-dir", str(out), "--csv", str(tmp_path / "locust"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    check_results(out, tmp_path / "locust")
+
+
+def test_master_and_two_workers_on_loopback(standalone, tmp_path: Path) -> None:
+    port = free_port(start=28000)
+    out = tmp_path / "run"
+    master = subprocess.Popen(
+        [*LOCUST, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+         "--expect-workers", "2", "--headless", "-u", "4", "-r", "4", "-t", "4s", "--redis-url", standalone.url,
+         "--queue-name", "load-dist", "--results-dir", str(out), "--csv", str(tmp_path / "locust")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    workers = [
+        subprocess.Popen(
+            [*LOCUST, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    try:
+        output, _ = master.communicate(timeout=90)
+        assert master.returncode == 0, output[-2000:]
+        summary = check_results(out, tmp_path / "locust")
+        assert summary["locust"]["workers"] == 2
+    finally:
+        for proc in [master, *workers]:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_open_loop_rate_records_corrected_and_service_latency(standalone, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = run_locust(
+        "--headless", "-u", "4", "-r", "4", "-t", "3s", "--redis-url", standalone.url, "--queue-name", "load-rate",
+        "--rate", "400", "--results-dir", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    ops = json.loads((out / "summary.json").read_text())["ops"]
+    assert {"enqueue", "enqueue_service", "send_lag"} <= ops.keys()
+    # 400/s for ~3 s: the schedule holds the offered rate (generous bounds: this is behaviour, not speed)
+    assert 600 <= ops["enqueue"]["count"] <= 1300
+    assert ops["enqueue"]["p50_us"] >= ops["enqueue_service"]["p50_us"]
+
+
+def test_interrupted_run_still_writes_incomplete_results(standalone, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [*LOCUST, "--headless", "-u", "2", "-r", "2", "-t", "60s", "--redis-url", standalone.url,
+         "--queue-name", "load-int", "--results-dir", str(out)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "All users spawned" not in (
+            proc.stderr.readline() if proc.stderr else ""
+        ):
+            pass
+        time.sleep(2)
+        proc.send_signal(2)  # Ctrl-C
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False and "stopped after" in summary["incomplete_reason"]
+    assert summary["ops"]["enqueue"]["count"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--backend", "nope"], "invalid choice"),
+        (["--rate", "-5"], "--rate -5.0: must be >= 0"),
+        (["--pool-size", "0"], "--pool-size 0: must be >= 1"),
+        (["--payload-bytes", "999999999"], "--payload-bytes 999999999"),
+        (["--cluster-nodes", "nohost"], "bad cluster node"),
+    ],
+)
+def test_bad_options_stop_before_load(args: list[str], needle: str, tmp_path: Path) -> None:
+    done = run_locust("--headless", "-u", "1", "-t", "2s", *args, "--results-dir", str(tmp_path / "r"), timeout=60)
+    assert done.returncode == 2, done.stderr[-1000:]
+    assert needle in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_locustfile_imports_without_shadowing_stdlib_queue() -> None:
+    code = (
+        "import runpy,sys; runpy.run_path('locustfiles/queue.py', run_name='queue'); import queue; print(queue.Empty)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "queue.Empty" in done.stdout

@@ -1,0 +1,79 @@
+"""Pure parts with literal numbers: summary math, repeats, change classification, schedule,
+histogram merge across workers, Locust bucketing. No Redis."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.metrics import Recorder, new_histogram
+from bench.schedule import Schedule, per_process_rate
+from bench.stats import bucket_sub_ms, classify_change, combine_repeats, spread, summarize
+
+
+def test_summarize_literal_values() -> None:
+    hist = new_histogram()
+    for value in (100, 200, 300, 400, 1000):
+        hist.record_value(value)
+    s = summarize(hist, duration_s=2.0)
+    assert s["count"] == 5 and s["ops_per_s"] == 2.5
+    assert s["p50_us"] == 300 and s["max_us"] == 1000
+    assert s["p99_us"] == 1000 and s["mean_us"] == 400.0
+
+
+def test_spread_and_repeats() -> None:
+    assert spread([100, 110, 90]) == pytest.approx(0.2)
+    assert spread([5]) == 0.0
+    combined = combine_repeats(
+        [{"ops_per_s": 100.0, "p99_us": 500}, {"ops_per_s": 104.0, "p99_us": 510}, {"ops_per_s": 102.0, "p99_us": 700}]
+    )
+    assert combined["ops_per_s"] == 102.0 and combined["p99_us"] == 510
+    assert combined["ops_per_s_min"] == 100.0 and combined["ops_per_s_max"] == 104.0
+    assert combined["unstable"] == ["p99_us"]  # (700-500)/510 > 10 %
+    assert combined["repeats"] == 3
+
+
+def test_classify_change() -> None:
+    a = {"ops_per_s": 1000.0, "ops_per_s_spread": 0.02}
+    assert classify_change(a, {"ops_per_s": 900.0, "ops_per_s_spread": 0.02}, "ops_per_s", True) == "regression"
+    assert classify_change(a, {"ops_per_s": 1100.0}, "ops_per_s", True) == "improvement"
+    assert classify_change(a, {"ops_per_s": 1030.0}, "ops_per_s", True) == "same"
+    assert classify_change(a, {"ops_per_s": 500.0, "ops_per_s_spread": 0.3}, "ops_per_s", True) == "unstable"
+    assert classify_change({"p99_us": 100}, {"p99_us": 150}, "p99_us", False) == "regression"
+
+
+def test_schedule_slots_are_fixed_and_evenly_spaced() -> None:
+    schedule = Schedule(rate_per_s=4.0, start=10.0)
+    assert [schedule.next_slot() for _ in range(5)] == [10.0, 10.25, 10.5, 10.75, 11.0]
+    assert schedule.issued == 5
+    assert per_process_rate(1000, 4) == 250
+    with pytest.raises(ValueError):
+        Schedule(0, 0)
+
+
+def test_recorder_per_second_rows_warmup_and_worker_merge() -> None:
+    now = [100.2]
+    master = Recorder(clock=lambda: now[0])
+    master.measure_from = 101.0
+    workers = [Recorder(clock=lambda: now[0]) for _ in range(2)]
+    for i, worker in enumerate(workers):
+        worker.record("enqueue", 50)  # second 100: warm-up
+        now[0] = 101.5
+        worker.record("enqueue", 100 + i)
+        worker.record("enqueue", 300)
+        worker.error("enqueue", "timeout")
+        now[0] = 100.2
+    for worker in workers:
+        master.merge(worker.drain())
+    master.finalize()
+    assert master.cumulative["enqueue"].get_total_count() == 4  # 2 workers x 2 measured values
+    assert [(r["epoch_s"], r["count"], r["warmup"]) for r in master.rows] == [(100, 2, True), (101, 4, False)]
+    assert master.rows[1]["errors"] == 2 and master.errors[("enqueue", "timeout")] == 2
+    assert master.cumulative["enqueue"].get_value_at_percentile(50) == 101
+    assert workers[0].drain() == {"hist": {}, "errors": {}}  # drained once
+
+
+def test_locust_bucketing_keeps_sub_ms() -> None:
+    assert bucket_sub_ms(0.183) == 0.18
+    assert bucket_sub_ms(2.345) == 2.3
+    assert bucket_sub_ms(47.6) == 48
+    assert bucket_sub_ms(1234) == 1200
