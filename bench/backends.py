@@ -366,8 +366,12 @@ def effective_of(connection: dict[str, Any]) -> dict[str, Any]:
             return read_effective(r)
         except redis.ResponseError:
             info = r.info()
-            return {"server_version": info.get("redis_version"), "role": info.get("role"),
-                    "maxmemory": info.get("maxmemory"), "maxmemory_policy": info.get("maxmemory_policy")}  # fmt: skip
+            return {
+                "server_version": info.get("redis_version"),
+                "role": info.get("role"),
+                "maxmemory": info.get("maxmemory"),
+                "maxmemory_policy": info.get("maxmemory_policy"),
+            }
 
     if connection.get("cluster_nodes"):
         host, port = parse_nodes(connection["cluster_nodes"])[0]

@@ -227,9 +227,14 @@ def demo_table(results: dict) -> Table:
         for rate in rates:
             ratio = f"{rate.ops_per_s / by_name[ref[rate.name]].ops_per_s:.2f}x" if rate.name in ref else ""
             table.add_row(
-                kind, rate.name, f"{rate.ops_per_s:,.0f}", f"{rate.low:,.0f}..{rate.high:,.0f}", ratio,
-                f"{described['server_name']} {described['server_version']}", str(described["pool_size"]),
-            )  # fmt: skip
+                kind,
+                rate.name,
+                f"{rate.ops_per_s:,.0f}",
+                f"{rate.low:,.0f}..{rate.high:,.0f}",
+                ratio,
+                f"{described['server_name']} {described['server_version']}",
+                str(described["pool_size"]),
+            )
     if {"standalone", "cluster"} <= results.keys():
         s = {r.name: r.ops_per_s for r in results["standalone"][0]}
         c = {r.name: r.ops_per_s for r in results["cluster"][0]}

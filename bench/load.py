@@ -8,6 +8,7 @@ and the results folder. The locustfile only declares user classes that call ``pr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -291,10 +292,8 @@ def _reaper_loop() -> None:
     while True:
         gevent.sleep(REAPER_INTERVAL_S)
         if STATE.queue is not None:
-            try:
+            with contextlib.suppress(TaskQueueError):  # an outage: the next round retries
                 STATE.queue.requeue_expired()
-            except TaskQueueError:
-                pass  # an outage; the next round retries
 
 
 def _finalizer_loop() -> None:

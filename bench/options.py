@@ -41,8 +41,14 @@ def _bool(text: str) -> bool:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("--backend", str, "auto", "auto (seed env vars, else `bench up` state, else embedded standalone), "
-           "standalone or cluster (the `bench up` one, else an embedded one)", ("auto", "standalone", "cluster")),
+    Option(
+        "--backend",
+        str,
+        "auto",
+        "auto (seed env vars, else `bench up` state, else embedded standalone), "
+        "standalone or cluster (the `bench up` one, else an embedded one)",
+        ("auto", "standalone", "cluster"),
+    ),
     Option("--redis-url", str, "", "external standalone server, e.g. redis://127.0.0.1:6379/0"),
     Option("--cluster-nodes", str, "", "external cluster, host:port[,host:port...]"),
     Option("--queue-name", str, "bench", "logical queue name"),
@@ -61,7 +67,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("--warmup", float, 0.0, "seconds at the start excluded from statistics"),
     Option("--audit", _bool, False, "record every task id to count lost and duplicated tasks"),
     Option("--results-dir", str, "", "where to write µs results (default results/locust-<timestamp>)"),
-)  # fmt: skip
+)
 
 
 def add_load_options(parser: Any, *, locust: bool) -> None:

@@ -33,10 +33,16 @@ def _version(package: str) -> str | None:
 def environment_info() -> dict[str, Any]:
     """Host and tool versions recorded next to every result."""
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip() or None  # fmt: skip
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                cwd=Path(__file__).resolve().parent,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         commit = None
     return {
@@ -78,9 +84,12 @@ def write_load_run(out: Path, recorder: Recorder, meta: dict[str, Any], start_ep
         writer.writeheader()
         for row in sorted(recorder.rows, key=lambda r: (r["epoch_s"], r["operation"])):
             writer.writerow(
-                {**{k: row[k] for k in TIMESERIES_FIELDS if k in row}, "t_s": row["epoch_s"] - int(start_epoch),
-                 "ops_per_s": row["count"]}
-            )  # fmt: skip
+                {
+                    **{k: row[k] for k in TIMESERIES_FIELDS if k in row},
+                    "t_s": row["epoch_s"] - int(start_epoch),
+                    "ops_per_s": row["count"],
+                }
+            )
     os.replace(out / "timeseries.csv.tmp", out / "timeseries.csv")
     (out / "hgrm").mkdir(exist_ok=True)
     for op, hist in recorder.cumulative.items():

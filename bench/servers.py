@@ -7,6 +7,7 @@ records their pids in the state folder for ``bench down``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -153,15 +154,23 @@ class RedisServer:
     def argv(self) -> list[str]:
         args = [
             self.server_bin,
-            "--port", str(self.port),
-            "--bind", LOOPBACK,
-            "--save", "",
-            "--appendonly", "no",
-            "--daemonize", "no",
-            "--dir", str(self.data_dir),
-            "--logfile", str(self.log_file),
-            "--pidfile", str(self.data_dir / "server.pid"),
-        ]  # fmt: skip
+            "--port",
+            str(self.port),
+            "--bind",
+            LOOPBACK,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--dir",
+            str(self.data_dir),
+            "--logfile",
+            str(self.log_file),
+            "--pidfile",
+            str(self.data_dir / "server.pid"),
+        ]
         for key, value in self.config.items():
             args += [f"--{key}", str(value)]
         return args
@@ -234,10 +243,8 @@ class RedisServer:
     def _reap(self, timeout: float = 0.0) -> None:
         """Wait up to ``timeout`` for the process to be gone (our child: reap it)."""
         if self._proc is not None:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
             return
         deadline = time.monotonic() + timeout
         while self.is_alive() and time.monotonic() < deadline:

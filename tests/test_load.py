@@ -36,7 +36,8 @@ def check_results(out: Path, locust_csv: Path | None = None) -> dict:
     # sub-millisecond latencies are present as µs values, not rounded to whole ms
     assert 0 < ops["enqueue"]["p50_us"] < 100_000 and ops["enqueue"]["p50_us"] % 1000 != 0
     assert ops["enqueue"]["p50_us"] <= ops["enqueue"]["p99_us"] <= ops["enqueue"]["max_us"]
-    rows = list(csv.DictReader(open(out / "timeseries.csv")))
+    with open(out / "timeseries.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
     assert {r["operation"] for r in rows} >= {"enqueue", "dequeue", "ack", "e2e"}
     assert len({r["t_s"] for r in rows}) >= 2
     assert (out / "hgrm" / "enqueue.hgrm").read_text().startswith("       Value")
@@ -56,9 +57,23 @@ def test_headless_run_writes_us_results(kind: str, request: pytest.FixtureReques
     target = ["--redis-url", backend.url] if kind == "standalone" else ["--cluster-nodes", ",".join(backend.nodes)]
     out = tmp_path / "run"
     done = run_locust(
-        "--headless", "-u", "4", "-r", "4", "-t", "3s", *target, "--queue-name", f"load-{kind}",
-        "--pool-size", "8", "--results-dir", str(out), "--csv", str(tmp_path / "locust"),
-    )  # fmt: skip
+        "--headless",
+        "-u",
+        "4",
+        "-r",
+        "4",
+        "-t",
+        "3s",
+        *target,
+        "--queue-name",
+        f"load-{kind}",
+        "--pool-size",
+        "8",
+        "--results-dir",
+        str(out),
+        "--csv",
+        str(tmp_path / "locust"),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     summary = check_results(out, tmp_path / "locust")
     assert summary["effective"]["queue"]["backend"] == kind
@@ -70,9 +85,24 @@ def test_headless_run_writes_us_results(kind: str, request: pytest.FixtureReques
 def test_processes_2_merges_worker_histograms(standalone, tmp_path: Path) -> None:
     out = tmp_path / "run"
     done = run_locust(
-        "--headless", "--processes", "2", "-u", "4", "-r", "4", "-t", "4s", "--redis-url", standalone.url,
-        "--queue-name", "load-procs", "--results-dir", str(out), "--csv", str(tmp_path / "locust"),
-    )  # fmt: skip
+        "--headless",
+        "--processes",
+        "2",
+        "-u",
+        "4",
+        "-r",
+        "4",
+        "-t",
+        "4s",
+        "--redis-url",
+        standalone.url,
+        "--queue-name",
+        "load-procs",
+        "--results-dir",
+        str(out),
+        "--csv",
+        str(tmp_path / "locust"),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     check_results(out, tmp_path / "locust")
 
@@ -81,18 +111,43 @@ def test_master_and_two_workers_on_loopback(standalone, tmp_path: Path) -> None:
     port = free_port(start=28000)
     out = tmp_path / "run"
     master = subprocess.Popen(
-        [*LOCUST, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
-         "--expect-workers", "2", "--headless", "-u", "4", "-r", "4", "-t", "4s", "--redis-url", standalone.url,
-         "--queue-name", "load-dist", "--results-dir", str(out), "--csv", str(tmp_path / "locust")],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            *LOCUST,
+            "--master",
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            str(port),
+            "--expect-workers",
+            "2",
+            "--headless",
+            "-u",
+            "4",
+            "-r",
+            "4",
+            "-t",
+            "4s",
+            "--redis-url",
+            standalone.url,
+            "--queue-name",
+            "load-dist",
+            "--results-dir",
+            str(out),
+            "--csv",
+            str(tmp_path / "locust"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     workers = [
         subprocess.Popen(
             [*LOCUST, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        )
         for _ in range(2)
     ]
     try:
@@ -110,9 +165,22 @@ def test_master_and_two_workers_on_loopback(standalone, tmp_path: Path) -> None:
 def test_open_loop_rate_records_corrected_and_service_latency(standalone, tmp_path: Path) -> None:
     out = tmp_path / "run"
     done = run_locust(
-        "--headless", "-u", "4", "-r", "4", "-t", "3s", "--redis-url", standalone.url, "--queue-name", "load-rate",
-        "--rate", "400", "--results-dir", str(out),
-    )  # fmt: skip
+        "--headless",
+        "-u",
+        "4",
+        "-r",
+        "4",
+        "-t",
+        "3s",
+        "--redis-url",
+        standalone.url,
+        "--queue-name",
+        "load-rate",
+        "--rate",
+        "400",
+        "--results-dir",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     ops = json.loads((out / "summary.json").read_text())["ops"]
     assert {"enqueue", "enqueue_service", "send_lag"} <= ops.keys()
@@ -124,10 +192,27 @@ def test_open_loop_rate_records_corrected_and_service_latency(standalone, tmp_pa
 def test_interrupted_run_still_writes_incomplete_results(standalone, tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        [*LOCUST, "--headless", "-u", "2", "-r", "2", "-t", "60s", "--redis-url", standalone.url,
-         "--queue-name", "load-int", "--results-dir", str(out)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            *LOCUST,
+            "--headless",
+            "-u",
+            "2",
+            "-r",
+            "2",
+            "-t",
+            "60s",
+            "--redis-url",
+            standalone.url,
+            "--queue-name",
+            "load-int",
+            "--results-dir",
+            str(out),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and "All users spawned" not in (
@@ -167,7 +252,8 @@ def test_locustfile_imports_without_shadowing_stdlib_queue() -> None:
     code = (
         "import runpy,sys; runpy.run_path('locustfiles/queue.py', run_name='queue'); import queue; print(queue.Empty)"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                          env={**os.environ})  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ}
+    )
     assert done.returncode == 0, done.stderr
     assert "queue.Empty" in done.stdout
