@@ -52,6 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_options(down)
     down.add_argument("--docker", action="store_true", help="also `docker compose down -v` the compose cluster")
 
+    scen = sub.add_parser("scenarios", help="list the built-in scenarios")
+    scen.add_argument("--show", metavar="NAME", help="print one scenario file (copy it to make your own)")
+
+    run = sub.add_parser("run", help="run a scenario matrix (built-in NAME or FILE.toml)")
+    run.add_argument("scenario", metavar="NAME|FILE.toml")
+    run.add_argument("--duration", type=float, help="seconds per cell (overrides the scenario)")
+    run.add_argument("--warmup", type=float, help="seconds excluded from statistics at the start of each cell")
+    run.add_argument("--repeat", type=int, help="repeats per cell (median reported, spread > 10%% flagged)")
+    run.add_argument("--users", type=int, help="Locust users per cell")
+    run.add_argument("--processes", type=int, help="Locust --processes per cell")
+    run.add_argument("--out", type=Path, help="results folder (default results/<timestamp>-<scenario>)")
+    run.add_argument("--redis-url", help="run on your own standalone server instead of an embedded one")
+    run.add_argument("--cluster-nodes", help="run on your own cluster instead of an embedded one")
+    run.add_argument("--allow-flush", action="store_true", help="allow FLUSHALL and CONFIG SET on your own server")
+    run.add_argument("--no-charts", action="store_true", help="skip charts and report at the end")
+    _add_server_options(run)
+
     demo = sub.add_parser("demo", help="start both backends, push tasks through each, compare, stop")
     demo.add_argument("--tasks", type=int, default=3000)
     demo.add_argument("--repeats", type=int, default=3)
@@ -242,7 +259,95 @@ def demo_table(results: dict) -> Table:
     return table
 
 
-COMMANDS = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "demo": cmd_demo}
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from . import scenario
+
+    if args.show:
+        console.print(scenario.locate(args.show).read_text(), markup=False, highlight=False)
+        return 0
+    table = Table(title="built-in scenarios (bench run NAME)")
+    for col in ("name", "cells", "description"):
+        table.add_column(col)
+    for name in scenario.builtin_names():
+        s = scenario.load(name)
+        table.add_row(name, str(len(s.cells)), s.description)
+    console.print(table)
+    console.print(f"files: {scenario.BUILTIN_DIR} — copy one, edit it, run `bench run my.toml`")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from . import scenario
+    from .runner import External, Runner
+
+    overrides = {"duration": args.duration, "warmup": args.warmup, "repeat": args.repeat, "users": args.users,
+                 "processes": args.processes}  # fmt: skip
+    loaded = scenario.load(args.scenario, overrides)
+    external = None
+    if args.redis_url or args.cluster_nodes:
+        if args.redis_url and args.cluster_nodes:
+            raise UsageError("give --redis-url or --cluster-nodes, not both")
+        if args.cluster_nodes:
+            from taskqueue.settings import parse_nodes
+
+            try:
+                parse_nodes(args.cluster_nodes)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+        external = External(args.redis_url or "", args.cluster_nodes or "", args.allow_flush)
+    if args.server_bin or not external:
+        find_server_bin(args.server_bin)
+    out = args.out or Path("results") / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{loaded.name}"
+    runner = Runner(loaded, out, server_bin=args.server_bin, external=external, console=console)
+    runner.check()
+    console.print(f"scenario {loaded.name}: {len(loaded.cells)} cells -> {out}")
+    runner.run()
+    summary = runner.summary
+    console.print(run_table(summary))
+    if not args.no_charts:
+        _charts_and_report(out)
+    state = "complete" if summary["complete"] else f"INCOMPLETE ({summary.get('incomplete_reason', 'see cells')})"
+    console.print(f"results: {out}/summary.json ({state})")
+    return 0 if summary["complete"] or summary.get("incomplete_reason") is None else 130
+
+
+def _charts_and_report(out: Path) -> None:
+    try:
+        from . import plots, report
+    except ImportError:  # charts arrive with the plotting module
+        return
+    charts = plots.plot_runs([out])
+    report.write_report(out)
+    console.print(f"charts: {len(charts)} in {out / 'charts'}; report: {out / 'report.md'}")
+
+
+def run_table(summary: dict) -> Table:
+    table = Table(title=f"{summary['scenario']}: per cell (median of repeats; µs)")
+    for col in ("cell", "enqueue/s", "enq p50", "enq p99", "deq+ack/s", "errors", "ok", "rejected", "ambig.",
+                "lost", "dup", "fault: unavail. s", "note"):  # fmt: skip
+        table.add_column(col, justify="right")
+    for cell in summary["cells"]:
+        ops, audit, fault = cell["ops"], cell["audit"], cell.get("fault") or {}
+        enq = ops.get("enqueue") or ops.get("enqueue_many") or {}
+        errors = sum(sum(kinds.values()) for kinds in cell["errors"].values())
+        note = ", ".join(filter(None, ["unstable" if cell["unstable"] else "", "" if cell["complete"] else "incomplete"]))
+        table.add_row(
+            cell["id"], _num(enq.get("ops_per_s")), _num(enq.get("p50_us")), _num(enq.get("p99_us")),
+            _num((ops.get("ack") or {}).get("ops_per_s")), f"{errors:,}", f"{audit.get('enqueued_ok', 0):,}",
+            f"{audit.get('rejected', 0):,}", f"{audit.get('ambiguous', 0):,}", f"{audit.get('lost', 0):,}",
+            f"{audit.get('duplicates', 0):,}", _num(fault.get("unavailable_s"), 2), note,
+        )  # fmt: skip
+    return table
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+COMMANDS = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "demo": cmd_demo, "scenarios": cmd_scenarios,
+            "run": cmd_run}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,8 +27,9 @@ from taskqueue import TaskQueue, TaskQueueError
 from taskqueue.settings import backend_from_env, parse_nodes, redact_url
 
 from . import backends
+from .audit import AuditLog, count, outcome_of
 from .errors import UsageError
-from .metrics import Recorder
+from .metrics import PartitionTimeline, Recorder, merge_timelines
 from .options import LoadOptions, add_load_options
 from .results import environment_info, write_load_run
 from .schedule import Schedule, per_process_rate
@@ -62,6 +63,9 @@ class LoadState:
         self.effective: dict[str, Any] = {}
         self.results_dir: Path | None = None
         self.workers = 0
+        self.audit: AuditLog | None = None
+        self.timeline = PartitionTimeline()
+        self.worker_timelines: dict[str, dict[str, Any]] = {}
 
     @property
     def is_master(self) -> bool:
@@ -123,6 +127,7 @@ def make_queue(opts: LoadOptions, connection: dict[str, Any]) -> TaskQueue:
         pool_size=opts.pool_size,
         pool_blocking=opts.pool_blocking,
         visibility_timeout=opts.visibility_timeout,
+        sync_replicas=opts.sync_replicas,
     )
 
 
@@ -138,6 +143,8 @@ def _fire(op: str, ms: float, length: int, exc: Exception | None) -> None:
 
 def _failed(op: str, started: float, exc: TaskQueueError) -> None:
     STATE.recorder.error(op, exc.kind)
+    if exc.partition is not None:
+        STATE.timeline.error(exc.partition, time.time())
     _fire(op, (time.perf_counter() - started) * 1000, 0, OperationError(f"{type(exc).__name__}: {exc.kind}"))
     gevent.sleep(ERROR_BACKOFF_S)
 
@@ -162,9 +169,15 @@ def produce() -> None:
         else:
             queue.enqueue_many([STATE.payload] * batch, task_ids=ids)
     except TaskQueueError as exc:
+        if STATE.audit is not None:
+            STATE.audit.produce(ids, outcome_of(exc.kind))
         _failed(op, intended if intended is not None else started, exc)
         return
     ended = time.perf_counter()
+    if STATE.audit is not None:
+        STATE.audit.produce(ids, "ok")
+    if STATE.timeline.awaiting:
+        STATE.timeline.success(queue.partition_for(ids[0]), time.time())
     if intended is None:
         us = (ended - started) * 1e6
     else:  # coordinated-omission corrected: from when the send *should* have happened
@@ -189,6 +202,10 @@ def consume() -> None:
         STATE.counters["empty_dequeues"] += 1  # a timed-out wait is not an operation latency
         return
     ended = time.perf_counter()
+    if STATE.audit is not None:
+        STATE.audit.deliver(task.id)
+    if STATE.timeline.awaiting:
+        STATE.timeline.success(task.partition, time.time())
     us = (ended - started) * 1e6
     recorder.record("dequeue", us)
     _fire("dequeue", us / 1000, len(task.payload), None)
@@ -272,6 +289,9 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     STATE.recorder.measure_from = STATE.started_at + opts.warmup
     STATE.counters = dict.fromkeys(STATE.counters, 0)
     STATE.payload = b"x" * opts.payload_bytes
+    STATE.audit = AuditLog() if opts.audit else None
+    STATE.timeline = PartitionTimeline()
+    STATE.worker_timelines = {}
     if STATE.is_master:
         STATE.workers = environment.runner.worker_count if environment.runner else 0  # type: ignore[union-attr]
         STATE.greenlets.append(gevent.spawn(_finalizer_loop))
@@ -304,7 +324,12 @@ def _finalizer_loop() -> None:
 
 
 def _on_report_to_master(client_id: str, data: dict[str, Any]) -> None:
-    data["tqb"] = {**STATE.recorder.drain(), "counters": dict(STATE.counters)}
+    data["tqb"] = {
+        **STATE.recorder.drain(),
+        "counters": dict(STATE.counters),
+        "timeline": STATE.timeline.snapshot(),
+        "audit": STATE.audit.drain() if STATE.audit is not None else None,
+    }
     STATE.counters = dict.fromkeys(STATE.counters, 0)
 
 
@@ -314,6 +339,11 @@ def _on_worker_report(client_id: str, data: dict[str, Any]) -> None:
         STATE.recorder.merge(report)
         for key, n in report.get("counters", {}).items():
             STATE.counters[key] = STATE.counters.get(key, 0) + n
+        STATE.worker_timelines[client_id] = report.get("timeline") or {}
+        if report.get("audit"):
+            if STATE.audit is None:
+                STATE.audit = AuditLog()
+            STATE.audit.merge(report["audit"])
 
 
 def _on_test_stop(environment: Environment, **_: Any) -> None:
@@ -374,10 +404,17 @@ def write_results() -> Path | None:
             "run_time_s": run_time,
         },
         "counters": STATE.counters,
+        "partition_timeline": merge_timelines(
+            list(STATE.worker_timelines.values()) if STATE.is_master else [STATE.timeline.snapshot()]
+        ),
+        "audit_during_load": count(STATE.audit) if STATE.audit is not None else None,
         "effective": STATE.effective,
         "environment": environment_info(),
     }
-    return write_load_run(STATE.results_dir, STATE.recorder, meta, STATE.started_at)
+    out = write_load_run(STATE.results_dir, STATE.recorder, meta, STATE.started_at)
+    if STATE.audit is not None:
+        STATE.audit.save(out / "audit-ids.json.gz")
+    return out
 
 
 def _read_effective(opts: LoadOptions) -> dict[str, Any]:

@@ -131,3 +131,45 @@ class Recorder:
         now = int(self._clock())
         rows = [r for r in self.rows[-200:] if r["operation"] == op and now - window_s - 1 <= r["epoch_s"] < now]
         return sum(r["count"] for r in rows) / window_s if rows else 0.0
+
+
+class PartitionTimeline:
+    """Per partition: first error, last error, and the first success after the last error (epoch s).
+
+    Cheap on the hot path: a success is only looked at while its partition is awaiting recovery.
+    """
+
+    def __init__(self) -> None:
+        self.state: dict[int, dict[str, float | None]] = {}
+        self.awaiting: set[int] = set()
+
+    def error(self, partition: int, at: float) -> None:
+        entry = self.state.setdefault(partition, {"first_error_at": at, "last_error_at": at, "recovered_at": None})
+        entry["last_error_at"] = at
+        entry["recovered_at"] = None
+        self.awaiting.add(partition)
+
+    def success(self, partition: int, at: float) -> None:
+        if partition in self.awaiting:
+            self.state[partition]["recovered_at"] = at
+            self.awaiting.discard(partition)
+
+    def snapshot(self) -> dict[str, dict[str, float | None]]:
+        return {str(p): dict(v) for p, v in self.state.items()}
+
+
+def merge_timelines(snapshots: list[dict[str, dict[str, float | None]]]) -> dict[str, dict[str, float | None]]:
+    """Combine processes: earliest first error, latest last error; recovered when *every* process
+    that failed has succeeded again (the latest of their recoveries), else None."""
+    merged: dict[str, dict[str, float | None]] = {}
+    for snap in snapshots:
+        for p, entry in snap.items():
+            m = merged.setdefault(p, {"first_error_at": None, "last_error_at": None, "recovered_at": 0.0})
+            first, last = entry.get("first_error_at"), entry.get("last_error_at")
+            if first is not None:
+                m["first_error_at"] = first if m["first_error_at"] is None else min(m["first_error_at"], first)
+            if last is not None:
+                m["last_error_at"] = last if m["last_error_at"] is None else max(m["last_error_at"], last)
+            rec = entry.get("recovered_at")
+            m["recovered_at"] = None if rec is None or m["recovered_at"] is None else max(m["recovered_at"], rec)
+    return merged

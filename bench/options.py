@@ -64,6 +64,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("--mixed-weight", int, 0, "weight of MixedUser (produces and consumes)"),
     Option("--visibility-timeout", float, 30.0, "seconds before an un-acked task is redelivered"),
     Option("--dequeue-timeout", float, 0.5, "blocking dequeue timeout in s (below the 5 s socket timeout)"),
+    Option("--sync-replicas", int, 0, "enqueue WAITs until this many replicas have the task (cluster)"),
     Option("--warmup", float, 0.0, "seconds at the start excluded from statistics"),
     Option("--audit", _bool, False, "record every task id to count lost and duplicated tasks"),
     Option("--results-dir", str, "", "where to write µs results (default results/locust-<timestamp>)"),
@@ -104,6 +105,7 @@ class LoadOptions:
     mixed_weight: int = 0
     visibility_timeout: float = 30.0
     dequeue_timeout: float = 0.5
+    sync_replicas: int = 0
     warmup: float = 0.0
     audit: bool = False
     results_dir: str = ""
@@ -148,6 +150,8 @@ class LoadOptions:
             problems.append(f"--visibility-timeout {self.visibility_timeout}: must be > 0")
         if not 0 <= self.dequeue_timeout < 5.0:
             problems.append(f"--dequeue-timeout {self.dequeue_timeout}: use 0 .. <5 s (the socket timeout)")
+        if not 0 <= self.sync_replicas <= 5:
+            problems.append(f"--sync-replicas {self.sync_replicas}: use 0..5")
         if self.warmup < 0:
             problems.append(f"--warmup {self.warmup}: must be >= 0")
         if problems:

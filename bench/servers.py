@@ -186,7 +186,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent if self.owned else None,
-            start_new_session=not self.owned,  # detached servers ignore the terminal's Ctrl-C
+            start_new_session=True,  # own session: a Ctrl-C in the terminal is handled by the harness, not the servers
         )
         self.pid = self._proc.pid
         self.wait_ready(wait)

@@ -29,6 +29,7 @@ class TaskQueueError(Exception):
     def __init__(self, message: str, *, cause: BaseException | None = None, kind: str | None = None):
         super().__init__(message)
         self.cause = cause
+        self.partition: int | None = None  # set by the queue: which partition the call was for
         if kind is not None:
             self.kind = kind
 
@@ -56,7 +57,7 @@ class PoolExhausted(TaskQueueError):
 
 
 # Kinds where a write may or may not have happened on the server.
-AMBIGUOUS_KINDS = frozenset({"timeout", "connection_lost"})
+AMBIGUOUS_KINDS = frozenset({"timeout", "connection_lost", "not_replicated"})
 
 
 def classify(exc: BaseException) -> str:
@@ -103,6 +104,15 @@ def translate(exc: BaseException) -> TaskQueueError:
         return QueueFull(text, cause=exc, kind=kind)
     if kind == "pool_exhausted":
         return PoolExhausted(text, cause=exc, kind=kind)
-    if kind in {"connection_refused", "connection_lost", "timeout", "clusterdown", "tryagain", "moved", "readonly"}:
+    if kind in {
+        "connection_refused",
+        "connection_lost",
+        "timeout",
+        "clusterdown",
+        "tryagain",
+        "moved",
+        "readonly",
+        "not_replicated",
+    }:
         return QueueUnavailable(text, cause=exc, kind=kind)
     return TaskQueueError(text, cause=exc, kind=kind)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 import zlib
@@ -17,7 +18,7 @@ from redis.cluster import RedisCluster
 from . import scripts
 from .codec import IdFactory, decode_record, encode_record
 from .connection import Client, build_cluster, build_standalone, endpoint_report, pool_report
-from .errors import TaskQueueError, translate
+from .errors import QueueUnavailable, TaskQueueError, translate
 from .keys import PartitionKeys, partition_keys, queue_pattern
 from .settings import QueueSettings, backend_from_env, parse_nodes
 
@@ -72,6 +73,8 @@ class TaskQueue:
         visibility_timeout: float = QueueSettings.visibility_timeout,
         socket_timeout: float = QueueSettings.socket_timeout,
         retries: int = QueueSettings.retries,
+        sync_replicas: int = 0,
+        sync_timeout_ms: int = QueueSettings.sync_timeout_ms,
         settings: QueueSettings | None = None,
     ) -> None:
         if settings is None:
@@ -84,6 +87,8 @@ class TaskQueue:
                 visibility_timeout=visibility_timeout,
                 socket_timeout=socket_timeout,
                 retries=retries,
+                sync_replicas=sync_replicas,
+                sync_timeout_ms=sync_timeout_ms,
             )
         if (redis_url is None) == (cluster_nodes is None):
             raise ValueError("give exactly one of redis_url or cluster_nodes (or use TaskQueue.from_env())")
@@ -152,6 +157,7 @@ class TaskQueue:
             "visibility_timeout_s": self.settings.visibility_timeout,
             "socket_timeout_s": self.settings.socket_timeout,
             "retries": self.settings.retries,
+            "sync_replicas": self.settings.sync_replicas,
             "redis_py": version("redis"),
             "server_version": info.get("redis_version"),
             "server_name": info.get("server_name", "redis"),
@@ -175,11 +181,54 @@ class TaskQueue:
         """Store one task; returns its id. Retrying with the same ``task_id`` never duplicates it
         while the first copy is queued or in flight."""
         task_id = task_id or self._new_id()
-        k = self._keys[partition_of(task_id, self.partitions) if self.partitions > 1 else 0]
-        self._call(self._enqueue, k.ready, k.tasks, task_id, encode_record(time.time_ns(), payload), numkeys=2)
+        p = partition_of(task_id, self.partitions) if self.partitions > 1 else 0
+        k = self._keys[p]
+        record = encode_record(time.time_ns(), payload)
+        if self.settings.sync_replicas:
+            self._enqueue_replicated(p, task_id, record)
+        else:
+            self._call(self._enqueue, k.ready, k.tasks, task_id, record, numkeys=2, partition=p)
         return task_id
 
-    def _call(self, script: Any, *keys_and_args: Any, numkeys: int) -> Any:
+    def _enqueue_replicated(self, p: int, task_id: str, record: bytes) -> None:
+        """Enqueue + WAIT on the same connection of the partition's master, one round trip.
+        Fewer replicas than asked within the timeout: the task is stored on the master but may
+        not survive its failure, so the outcome is ambiguous (``kind == "not_replicated"``)."""
+        k = self._keys[p]
+        wanted, timeout = self.settings.sync_replicas, self.settings.sync_timeout_ms
+        try:
+            node = (
+                self.client.get_node_from_key(k.ready).redis_connection
+                if isinstance(self.client, RedisCluster)
+                else self.client
+            )
+            for attempt in range(2):
+                pipe = node.pipeline(transaction=False)
+                pipe.execute_command("EVALSHA", self._enqueue.sha, 2, k.ready, k.tasks, task_id, record)
+                pipe.execute_command("WAIT", wanted, timeout)
+                stored, acked = pipe.execute(raise_on_error=False)
+                if isinstance(stored, rex.NoScriptError) and attempt == 0:
+                    node.script_load(self._enqueue.script)
+                    continue
+                break
+            for result in (stored, acked):
+                if isinstance(result, Exception):
+                    raise result
+        except rex.RedisError as exc:
+            if isinstance(self.client, RedisCluster):  # the slot may have moved: refresh the map
+                with contextlib.suppress(rex.RedisError):
+                    self.client.nodes_manager.initialize()
+            err = translate(exc)
+            err.partition = p
+            raise err from exc
+        if int(acked) < wanted:
+            err = QueueUnavailable(
+                f"not_replicated: {acked}/{wanted} replicas within {timeout} ms", kind="not_replicated"
+            )
+            err.partition = p
+            raise err
+
+    def _call(self, script: Any, *keys_and_args: Any, numkeys: int, partition: int | None = None) -> Any:
         """EVALSHA in one round trip; on NOSCRIPT (new master after failover, flushed cache)
         load the script and retry once. Errors come out typed. Inlined rather than a context
         manager or redis-py's Script wrapper: this is the hot path of every operation."""
@@ -190,7 +239,9 @@ class TaskQueue:
                 self.client.script_load(script.script)
                 return self.client.execute_command("EVALSHA", script.sha, numkeys, *keys_and_args)
         except rex.RedisError as exc:
-            raise translate(exc) from exc
+            err = translate(exc)
+            err.partition = partition
+            raise err from exc
 
     def enqueue_many(self, payloads: Sequence[bytes], *, task_ids: Sequence[str] | None = None) -> list[str]:
         """Pipelined enqueue: one script call per partition, one round trip per node."""
@@ -251,7 +302,9 @@ class TaskQueue:
 
     def _lease(self, p: int, count: int) -> list[Task]:
         k = self._keys[p]
-        flat = self._call(self._dequeue, k.ready, k.inflight, k.tasks, k.attempts, self._lease_ms, count, numkeys=4)
+        flat = self._call(
+            self._dequeue, k.ready, k.inflight, k.tasks, k.attempts, self._lease_ms, count, numkeys=4, partition=p
+        )
         tasks = []
         for i in range(0, len(flat), 3):
             enqueued_at, payload = decode_record(flat[i + 1])
@@ -270,12 +323,14 @@ class TaskQueue:
     def ack(self, task: Task) -> bool:
         """Finish a task. ``False`` if its lease had already expired (it may be delivered twice)."""
         k = self._keys[task.partition]
-        return bool(self._call(self._ack, k.inflight, k.tasks, k.attempts, task.id, numkeys=3))
+        return bool(
+            self._call(self._ack, k.inflight, k.tasks, k.attempts, task.id, numkeys=3, partition=task.partition)
+        )
 
     def nack(self, task: Task) -> bool:
         """Give a task back for immediate redelivery. ``False`` if the lease was already gone."""
         k = self._keys[task.partition]
-        return bool(self._call(self._nack, k.ready, k.inflight, task.id, numkeys=2))
+        return bool(self._call(self._nack, k.ready, k.inflight, task.id, numkeys=2, partition=task.partition))
 
     def requeue_expired(self, limit: int = 1000) -> int:
         """The visibility-timeout reaper: return expired leases to ready. Returns how many."""

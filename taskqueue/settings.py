@@ -23,6 +23,8 @@ class QueueSettings:
     socket_timeout: float = 5.0
     socket_connect_timeout: float = 2.0
     retries: int = 3  # client retries on connection errors; safe because enqueue is idempotent
+    sync_replicas: int = 0  # enqueue waits (WAIT) until this many replicas have the task
+    sync_timeout_ms: int = 200
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -37,6 +39,8 @@ class QueueSettings:
             problems.append(f"visibility_timeout={self.visibility_timeout} must be > 0")
         if self.socket_timeout <= 0:
             problems.append(f"socket_timeout={self.socket_timeout} must be > 0")
+        if self.sync_replicas < 0 or self.sync_timeout_ms < 0:
+            problems.append("sync_replicas and sync_timeout_ms must be >= 0")
         if self.retries < 0:
             problems.append(f"retries={self.retries} must be >= 0")
         if problems:

@@ -17,6 +17,21 @@ from taskqueue import TaskQueue
 TEST_NODE_TIMEOUT_MS = 1000
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """addopts has ``--benchmark-disable``: plain ``pytest`` runs each benchmark once, as a test.
+    ``--benchmark-only`` turns benchmarking back on and autosaves into ``--benchmark-storage``
+    (so ``--benchmark-compare`` has a previous run). pytest-benchmark reads these options in its
+    own ``pytest_configure`` (trylast), i.e. after this hook."""
+    if config.getoption("benchmark_only", default=False):
+        from pytest_benchmark.utils import get_tag
+
+        config.option.benchmark_disable = False
+        if not config.option.benchmark_autosave:
+            # What --benchmark-autosave stores: <commit>_<time>[_uncommitted-changes], the file name.
+            config.option.benchmark_autosave = get_tag()
+
+
 @pytest.fixture(scope="session")
 def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("bench-state")

@@ -1,0 +1,65 @@
+"""Server INFO snapshots every second during a cell (memory, evictions, role, clients)."""
+
+from __future__ import annotations
+
+import csv
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from .servers import RedisServer
+
+FIELDS = ("epoch_s", "node", "role", "used_memory", "maxmemory", "evicted_keys", "connected_clients", "ops_per_sec")
+
+
+class InfoSampler(threading.Thread):
+    def __init__(self, servers: list[RedisServer], interval_s: float = 1.0) -> None:
+        super().__init__(name="info-sampler", daemon=True)
+        self.servers, self.interval_s = servers, interval_s
+        self.rows: list[dict[str, Any]] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        clients = {s.address: s.client(0.5) for s in self.servers}
+        try:
+            while not self._halt.is_set():
+                now = time.time()
+                for address, client in clients.items():
+                    try:
+                        info = client.info()
+                    except redis.RedisError:  # down or paused: that is data too
+                        self.rows.append({"epoch_s": round(now, 3), "node": address, "role": "unreachable"})
+                        continue
+                    self.rows.append(
+                        {
+                            "epoch_s": round(now, 3),
+                            "node": address,
+                            "role": info.get("role"),
+                            "used_memory": info.get("used_memory"),
+                            "maxmemory": info.get("maxmemory"),
+                            "evicted_keys": info.get("evicted_keys"),
+                            "connected_clients": info.get("connected_clients"),
+                            "ops_per_sec": info.get("instantaneous_ops_per_sec"),
+                        }
+                    )
+                self._halt.wait(self.interval_s)
+        finally:
+            for client in clients.values():
+                client.close()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)
+
+    def write(self, path: Path, start_epoch: float) -> None:
+        with open(path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=("t_s", *FIELDS))
+            writer.writeheader()
+            for row in self.rows:
+                writer.writerow({"t_s": round(row["epoch_s"] - start_epoch, 3), **row})
+
+    def peak(self, field: str) -> int:
+        return max((int(r.get(field) or 0) for r in self.rows), default=0)

@@ -1,0 +1,400 @@
+"""``bench run``: scenario cells -> Locust runs on prepared backends -> drain, audit, faults -> results.
+
+Each cell (and each repeat) is one headless run of ``locustfiles/queue.py`` in a subprocess: the
+load engine is Locust, never a second generator. Around it this module prepares the backend
+(embedded: started, reconfigured and flushed by the suite; external: only with --allow-flush),
+injects the cell's fault, samples server INFO every second, drains the queue afterwards, and
+counts every task. Ctrl-C or a crash: results so far are written, marked incomplete, and the
+embedded servers are stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from taskqueue import TaskQueue, TaskQueueError
+from taskqueue.settings import redact_url
+
+from . import backends, faults
+from .audit import AuditLog, count
+from .errors import UsageError
+from .monitor import InfoSampler
+from .options import LoadOptions
+from .progress import CellProgress
+from .results import environment_info
+from .scenario import Cell, Scenario
+from .servers import free_port
+from .stats import combine_repeats
+
+LOCUSTFILE = Path(__file__).resolve().parent.parent / "locustfiles" / "queue.py"
+STOP_TIMEOUT_S = 5  # Locust lets users finish their current task (a consumer acks what it holds)
+
+
+@dataclass
+class External:
+    """A user's own server(s). Never flushed or reconfigured unless ``allow_flush``."""
+
+    redis_url: str = ""
+    cluster_nodes: str = ""
+    allow_flush: bool = False
+
+    @property
+    def kind(self) -> str:
+        return "cluster" if self.cluster_nodes else "standalone"
+
+    def connection(self) -> dict[str, Any]:
+        return {"cluster_nodes": self.cluster_nodes} if self.cluster_nodes else {"redis_url": self.redis_url}
+
+
+class Runner:
+    def __init__(
+        self,
+        scenario: Scenario,
+        out: Path,
+        *,
+        server_bin: str | None = None,
+        external: External | None = None,
+        console: Console | None = None,
+    ) -> None:
+        self.scenario, self.out, self.server_bin, self.external = scenario, out, server_bin, external
+        self.console = console or Console()
+        self.state_dir = Path(tempfile.mkdtemp(prefix="bench-run-"))
+        self.embedded: dict[str, backends.Backend] = {}
+        self.summary: dict[str, Any] = {}
+
+    # -- whole run ------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Refuse before anything starts: what the chosen backend cannot do."""
+        if self.external is None:
+            return
+        for cell in self.scenario.cells:
+            if cell.params["backend"] != self.external.kind:
+                raise UsageError(f"cell [{cell.id}] needs a {cell.params['backend']} backend, the external one is {self.external.kind}")
+            if cell.params["fault"] != "none":
+                raise UsageError(f"cell [{cell.id}]: faults are only injected into embedded servers this suite started")
+            if not self.external.allow_flush:
+                raise UsageError(
+                    "bench run flushes and reconfigures the backend before every cell; on your own server that "
+                    "needs --allow-flush (it deletes ALL data there)"
+                )
+
+    def run(self) -> Path:
+        self.check()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.summary = {
+            "kind": "scenario-run",
+            "scenario": self.scenario.name,
+            "description": self.scenario.description,
+            "source": self.scenario.source,
+            "complete": False,
+            "started_at": datetime.now(UTC).isoformat(),
+            "environment": environment_info(),
+            "backend_source": "external" if self.external else "embedded",
+            "cells": [],
+        }
+        self._write_summary()
+        cells = self.scenario.cells
+        try:
+            with CellProgress(self.console, len(cells)) as progress:
+                for i, cell in enumerate(cells, start=1):
+                    self._warn(cell)
+                    result = self.run_cell(i, cell, progress)
+                    self.summary["cells"].append(result)
+                    self._write_summary()
+            self.summary["complete"] = all(c["complete"] for c in self.summary["cells"])
+        except KeyboardInterrupt:
+            self.summary["incomplete_reason"] = "interrupted (Ctrl-C)"
+            self.console.print("[yellow]interrupted: writing what was measured so far[/]")
+        except Exception as exc:
+            self.summary["incomplete_reason"] = f"crashed: {type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self.summary["finished_at"] = datetime.now(UTC).isoformat()
+            self._write_summary()
+            for backend in self.embedded.values():
+                backend.stop()
+        return self.out
+
+    def _write_summary(self) -> None:
+        tmp = self.out / "summary.json.tmp"
+        tmp.write_text(json.dumps(self.summary, indent=2, default=str))
+        tmp.replace(self.out / "summary.json")
+
+    def _warn(self, cell: Cell) -> None:
+        policy = cell.params["maxmemory_policy"]
+        if policy != "noeviction":
+            self.console.print(f"[yellow]warning: cell [{cell.id}] runs maxmemory-policy {policy}, which can delete queued tasks[/]")
+
+    # -- backends -------------------------------------------------------------------------------
+
+    def backend_for(self, params: dict[str, Any]) -> backends.Backend | External:
+        if self.external is not None:
+            return self.external
+        kind = params["backend"]
+        if kind not in self.embedded:
+            span = 6 if kind == "cluster" else 1
+            port = free_port(span=span, start=31000 if kind == "cluster" else 30000, bus_offset=10000)
+            self.console.print(f"starting embedded {kind} on 127.0.0.1:{port} …")
+            spec = backends.BackendSpec(
+                kind=kind, port=port, server_bin=self.server_bin, state_dir=self.state_dir,
+                node_timeout_ms=params["node_timeout"],
+            )  # fmt: skip
+            self.embedded[kind] = backends.start_backend(spec)
+        return self.embedded[kind]
+
+    def prepare(self, backend: backends.Backend | External, params: dict[str, Any]) -> None:
+        """Healthy, flushed, and configured as the cell asks (maxmemory 0 = unlimited)."""
+        config = {"maxmemory": str(params["maxmemory"]), "maxmemory-policy": params["maxmemory_policy"]}
+        if isinstance(backend, External):
+            _flush_external(backend, config)
+            return
+        if isinstance(backend, backends.ClusterBackend):
+            config["cluster-node-timeout"] = str(params["node_timeout"])
+            backend.node_timeout_ms = params["node_timeout"]
+            backend.wait_healthy(60)
+        backend.configure({"maxmemory": "0"})  # flush needs room
+        backend.flush()
+        backend.configure(config)
+
+    # -- one cell -------------------------------------------------------------------------------
+
+    def run_cell(self, index: int, cell: Cell, progress: CellProgress) -> dict[str, Any]:
+        params = cell.params
+        cell_dir = self.out / "cells" / f"{index:02d}-{cell.slug}"
+        repeats = []
+        for r in range(params["repeat"]):
+            rep_dir = cell_dir / f"repeat-{r + 1}"
+            repeats.append(self.run_repeat(index, cell, r, rep_dir, progress))
+            if not repeats[-1]["complete"]:
+                break
+        result = combine_cell(cell, repeats)
+        result["dir"] = str(cell_dir.relative_to(self.out))
+        return result
+
+    def run_repeat(self, index: int, cell: Cell, r: int, rep_dir: Path, progress: CellProgress) -> dict[str, Any]:
+        params = cell.params
+        backend = self.backend_for(params)
+        self.prepare(backend, params)
+        rep_dir.mkdir(parents=True, exist_ok=True)
+        queue_name = f"cell{index}"
+        connection = _strings(backend.connection())
+        sampler = InfoSampler(backend.servers) if not isinstance(backend, External) else None
+        if sampler:
+            sampler.start()
+        injector = None
+        launched = time.time()
+        proc = subprocess.Popen(
+            locust_command(params, connection, queue_name, rep_dir), stdout=subprocess.DEVNULL,
+            stderr=open(rep_dir / "locust.log", "w"), cwd=Path.cwd(),
+        )  # fmt: skip
+        label = f"{cell.id}" + (f" (repeat {r + 1}/{params['repeat']})" if params["repeat"] > 1 else "")
+        interrupted = False
+        try:
+            started = _wait_for_start(proc, rep_dir)
+            if params["fault"] != "none" and isinstance(backend, backends.ClusterBackend):
+                fault_at = params["fault_at"] or params["duration"] / 3
+                injector = faults.FaultInjector(backend, params["fault"], queue_name, params["fault_partition"], started + fault_at)
+                injector.start()
+            progress.track(index, label, proc, rep_dir / "locust_stats_history.csv", params["duration"])
+        except KeyboardInterrupt:
+            interrupted = True
+            proc.send_signal(signal.SIGINT)  # Locust writes its partial, incomplete results
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        finally:
+            if proc.poll() is None:
+                proc.wait(timeout=max(60, params["duration"] + 60))
+            if sampler:
+                sampler.stop()
+        events = faults.restore(backend, injector) if isinstance(backend, backends.ClusterBackend) else None
+        result = self.collect(cell, rep_dir, connection, queue_name, launched, sampler, events, proc.returncode)
+        if interrupted:
+            raise KeyboardInterrupt
+        return result
+
+    def collect(self, cell: Cell, rep_dir: Path, connection: dict[str, Any], queue_name: str, launched: float,
+                sampler: InfoSampler | None, events: faults.FaultEvents | None, returncode: int | None) -> dict[str, Any]:  # fmt: skip
+        params = cell.params
+        try:
+            load = json.loads((rep_dir / "summary.json").read_text())
+        except (OSError, ValueError):
+            tail = (rep_dir / "locust.log").read_text(errors="replace")[-600:] if (rep_dir / "locust.log").exists() else ""
+            return {"complete": False, "incomplete_reason": f"locust wrote no results (exit {returncode}): {tail}"}
+        start = datetime.fromisoformat(load["started_at"]).timestamp()
+        audit_file = rep_dir / "audit-ids.json.gz"
+        audit = AuditLog.load(audit_file) if audit_file.exists() else AuditLog()
+        drain = drain_queue(connection, params, queue_name, audit)
+        audit.save(audit_file)
+        if sampler:
+            sampler.write(rep_dir / "info.csv", start)
+        result = {
+            "complete": bool(load.get("complete")) and returncode == 0 and drain["complete"],
+            "incomplete_reason": load.get("incomplete_reason") or (None if drain["complete"] else "drain timed out"),
+            "ops": load.get("ops", {}),
+            "errors": load.get("errors", {}),
+            "effective": load.get("effective", {}),
+            "audit": count(audit),
+            "drain": drain,
+            "counters": load.get("counters", {}),
+            "server": {"peak_used_memory": sampler.peak("used_memory"), "evicted_keys": sampler.peak("evicted_keys")}
+            if sampler else {},
+        }  # fmt: skip
+        if events is not None:
+            result["fault"] = faults.timeline(events, start, load.get("partition_timeline"), params["fault_partition"])
+            result["complete"] = result["complete"] and result["fault"]["restore_ok"]
+        return result
+
+
+def locust_command(params: dict[str, Any], connection: dict[str, Any], queue_name: str, rep_dir: Path) -> list[str]:
+    opts = LoadOptions(
+        redis_url=connection.get("redis_url", ""),
+        cluster_nodes=connection.get("cluster_nodes", ""),
+        queue_name=queue_name,
+        pool_size=params["pool_size"],
+        pool_blocking=params["pool_blocking"],
+        partitions=params["partitions"],
+        payload_bytes=params["payload_bytes"],
+        batch_size=params["batch_size"],
+        processing_ms=params["processing_ms"],
+        rate=params["rate"],
+        producer_weight=params["producer_weight"],
+        consumer_weight=params["consumer_weight"],
+        mixed_weight=params["mixed_weight"],
+        visibility_timeout=params["visibility_timeout"],
+        warmup=params["warmup"],
+        sync_replicas=params["sync_replicas"],
+        audit=True,
+        results_dir=str(rep_dir),
+    ).validated()
+    users = params["users"]
+    cmd = [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
+        "-u", str(users), "-r", str(params["spawn_rate"] or users), "-t", f"{max(1, round(params['duration']))}s",
+        "--stop-timeout", str(STOP_TIMEOUT_S), "--csv", str(rep_dir / "locust"), "--csv-full-history",
+        "--exit-code-on-error", "0", "--loglevel", "WARNING", *opts.as_args(),
+    ]  # fmt: skip
+    if params["processes"]:
+        cmd += ["--processes", str(params["processes"])]
+    return cmd
+
+
+def _wait_for_start(proc: subprocess.Popen[bytes], rep_dir: Path, timeout: float = 60) -> float:
+    """Epoch time the load started: Locust creates its CSV history when the test starts."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (rep_dir / "locust_stats_history.csv").exists():
+            return time.time()
+        time.sleep(0.05)
+    return time.time()
+
+
+def drain_queue(connection: dict[str, Any], params: dict[str, Any], queue_name: str, audit: AuditLog) -> dict[str, Any]:
+    """After the load: consume until the queue is empty (expired leases requeued) or the drain
+    timeout passes. Every delivery goes into the audit."""
+    started = time.monotonic()
+    deadline = started + params["drain_timeout"]
+    delivered = errors = 0
+    depth = inflight = -1
+    queue = TaskQueue(**connection, name=queue_name, partitions=params["partitions"] or None,
+                      visibility_timeout=params["visibility_timeout"], pool_size=4)  # fmt: skip
+    try:
+        while time.monotonic() < deadline:
+            try:
+                queue.requeue_expired()
+                tasks = queue.dequeue_many(200, timeout=0.2)
+                for task in tasks:
+                    audit.deliver(task.id)
+                    queue.ack(task)
+                delivered += len(tasks)
+                if not tasks:
+                    depth, inflight = queue.depth(), queue.inflight()
+                    if depth == 0 and inflight == 0:
+                        break
+            except TaskQueueError:
+                errors += 1  # e.g. the cluster still settling after a fault
+                time.sleep(0.2)
+    finally:
+        queue.close()
+    return {
+        "delivered": delivered,
+        "seconds": round(time.monotonic() - started, 3),
+        "left_ready": depth,
+        "left_inflight": inflight,
+        "errors": errors,
+        "complete": depth == 0 and inflight == 0,
+    }
+
+
+def combine_cell(cell: Cell, repeats: list[dict[str, Any]]) -> dict[str, Any]:
+    done = [r for r in repeats if r.get("ops")]
+    ops_names = sorted({op for r in done for op in r["ops"]})
+    ops = {op: combine_repeats([r["ops"][op] for r in done if op in r["ops"]]) for op in ops_names}
+    errors: dict[str, Counter[str]] = {}
+    for r in done:
+        for op, kinds in r["errors"].items():
+            errors.setdefault(op, Counter()).update(kinds)
+    audit: Counter[str] = Counter()
+    for r in done:
+        audit.update(r["audit"])
+    return {
+        "id": cell.id,
+        "params": _public(cell.params),
+        "complete": bool(repeats) and all(r["complete"] for r in repeats) and len(repeats) == cell.params["repeat"],
+        "effective": done[0]["effective"] if done else {},
+        "ops": ops,
+        "errors": {op: dict(kinds) for op, kinds in errors.items()},
+        "audit": dict(audit),
+        "fault": done[0].get("fault") if done else None,
+        "unstable": sorted(op for op, s in ops.items() if s.get("unstable")),
+        "repeats": repeats,
+    }
+
+
+def _public(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: (redact_url(v) if isinstance(v, str) and "://" in v else v) for k, v in params.items()}
+
+
+def _strings(connection: dict[str, Any]) -> dict[str, Any]:
+    nodes = connection.get("cluster_nodes")
+    return {"cluster_nodes": ",".join(nodes)} if nodes and not isinstance(nodes, str) else connection
+
+
+def _flush_external(backend: External, config: dict[str, str]) -> None:
+    import redis
+    from redis.cluster import RedisCluster
+
+    from taskqueue.settings import parse_nodes
+
+    if backend.cluster_nodes:
+        host, port = parse_nodes(backend.cluster_nodes)[0]
+        client: Any = RedisCluster(host=host, port=port)
+        client.flushall(target_nodes=RedisCluster.PRIMARIES)
+        for key, value in config.items():
+            client.config_set(key, value, target_nodes=RedisCluster.ALL_NODES)
+    else:
+        client = redis.Redis.from_url(backend.redis_url)
+        client.flushall()
+        for key, value in config.items():
+            client.config_set(key, value)
+    client.close()
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
