@@ -332,7 +332,9 @@ def run_table(summary: dict) -> Table:
         ops, audit, fault = cell["ops"], cell["audit"], cell.get("fault") or {}
         enq = ops.get("enqueue") or ops.get("enqueue_many") or {}
         errors = sum(sum(kinds.values()) for kinds in cell["errors"].values())
-        note = ", ".join(filter(None, ["unstable" if cell["unstable"] else "", "" if cell["complete"] else "incomplete"]))
+        note = ", ".join(
+            filter(None, ["unstable" if cell["unstable"] else "", "" if cell["complete"] else "incomplete"])
+        )
         table.add_row(
             cell["id"], _num(enq.get("ops_per_s")), _num(enq.get("p50_us")), _num(enq.get("p99_us")),
             _num((ops.get("ack") or {}).get("ops_per_s")), f"{errors:,}", f"{audit.get('enqueued_ok', 0):,}",

@@ -83,7 +83,9 @@ class Runner:
             return
         for cell in self.scenario.cells:
             if cell.params["backend"] != self.external.kind:
-                raise UsageError(f"cell [{cell.id}] needs a {cell.params['backend']} backend, the external one is {self.external.kind}")
+                raise UsageError(
+                    f"cell [{cell.id}] needs a {cell.params['backend']} backend, the external one is {self.external.kind}"
+                )
             if cell.params["fault"] != "none":
                 raise UsageError(f"cell [{cell.id}]: faults are only injected into embedded servers this suite started")
             if not self.external.allow_flush:
@@ -137,7 +139,9 @@ class Runner:
     def _warn(self, cell: Cell) -> None:
         policy = cell.params["maxmemory_policy"]
         if policy != "noeviction":
-            self.console.print(f"[yellow]warning: cell [{cell.id}] runs maxmemory-policy {policy}, which can delete queued tasks[/]")
+            self.console.print(
+                f"[yellow]warning: cell [{cell.id}] runs maxmemory-policy {policy}, which can delete queued tasks[/]"
+            )
 
     # -- backends -------------------------------------------------------------------------------
 
@@ -154,6 +158,7 @@ class Runner:
                 node_timeout_ms=params["node_timeout"],
             )  # fmt: skip
             self.embedded[kind] = backends.start_backend(spec)
+            self.summary.setdefault("embedded_servers", {})[kind] = [s.address for s in self.embedded[kind].servers]
         return self.embedded[kind]
 
     def prepare(self, backend: backends.Backend | External, params: dict[str, Any]) -> None:
@@ -207,7 +212,9 @@ class Runner:
             started = _wait_for_start(proc, rep_dir)
             if params["fault"] != "none" and isinstance(backend, backends.ClusterBackend):
                 fault_at = params["fault_at"] or params["duration"] / 3
-                injector = faults.FaultInjector(backend, params["fault"], queue_name, params["fault_partition"], started + fault_at)
+                injector = faults.FaultInjector(
+                    backend, params["fault"], queue_name, params["fault_partition"], started + fault_at
+                )
                 injector.start()
             progress.track(index, label, proc, rep_dir / "locust_stats_history.csv", params["duration"])
         except KeyboardInterrupt:
@@ -234,7 +241,9 @@ class Runner:
         try:
             load = json.loads((rep_dir / "summary.json").read_text())
         except (OSError, ValueError):
-            tail = (rep_dir / "locust.log").read_text(errors="replace")[-600:] if (rep_dir / "locust.log").exists() else ""
+            tail = (
+                (rep_dir / "locust.log").read_text(errors="replace")[-600:] if (rep_dir / "locust.log").exists() else ""
+            )
             return {"complete": False, "incomplete_reason": f"locust wrote no results (exit {returncode}): {tail}"}
         start = datetime.fromisoformat(load["started_at"]).timestamp()
         audit_file = rep_dir / "audit-ids.json.gz"

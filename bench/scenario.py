@@ -77,8 +77,8 @@ class Cell:
 
     @property
     def slug(self) -> str:
-        text = "_".join(f"{k}-{self.params[k]}" for k in self.varied) or "cell"
-        return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
+        text = "".join(c if c.isalnum() or c in "-_." else "-" for c in self.id.replace(", ", "_").replace("=", "-"))
+        return "-".join(filter(None, text.split("-")))[:80] or "cell"
 
 
 @dataclass
@@ -101,7 +101,9 @@ def locate(name_or_file: str) -> Path:
         return path
     candidate = BUILTIN_DIR / f"{name_or_file}.toml"
     if not candidate.exists():
-        raise UsageError(f"unknown scenario {name_or_file!r}: built-ins are {', '.join(builtin_names())}, or give a .toml file")
+        raise UsageError(
+            f"unknown scenario {name_or_file!r}: built-ins are {', '.join(builtin_names())}, or give a .toml file"
+        )
     return candidate
 
 
@@ -160,9 +162,13 @@ def parse(data: dict[str, Any], source: str = "<scenario>", overrides: dict[str,
     base = {k: spec.default for k, spec in PARAMS.items()}
     base |= {k: _coerce(k, v, "[params] ", problems) for k, v in params.items() if k in PARAMS}
     axis_values = {
-        k: [_coerce(k, v, f"[axes] {k}: ", problems) for v in vals] for k, vals in axes.items() if isinstance(vals, list)
+        k: [_coerce(k, v, f"[axes] {k}: ", problems) for v in vals]
+        for k, vals in axes.items()
+        if isinstance(vals, list)
     }
-    cell_params = [{k: _coerce(k, v, f"[[cells]] #{i + 1} ", problems) for k, v in c.items()} for i, c in enumerate(explicit)]
+    cell_params = [
+        {k: _coerce(k, v, f"[[cells]] #{i + 1} ", problems) for k, v in c.items()} for i, c in enumerate(explicit)
+    ]
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     for key in overrides:
         if key not in PARAMS:
@@ -199,7 +205,7 @@ def cell_problems(cell: Cell) -> list[str]:
     if p["backend"] != "cluster":
         for key, spec in PARAMS.items():
             if spec.cluster_only and p[key] != spec.default:
-                problems.append(f"cell [{cell.id}]: {key} = {p[key]!r} needs backend = \"cluster\"")
+                problems.append(f'cell [{cell.id}]: {key} = {p[key]!r} needs backend = "cluster"')
     if not (p["producer_weight"] or p["consumer_weight"] or p["mixed_weight"]):
         problems.append(f"cell [{cell.id}]: all user weights are 0")
     if p["warmup"] >= p["duration"]:

@@ -1,0 +1,150 @@
+"""`bench run` end to end on embedded servers: smoke, memory-policy truths, faults, interruption."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bench_run(*args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bench", "run", *args, "--no-charts"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+def listening(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, int(port))) == 0
+
+
+def assert_no_servers_left(summary: dict) -> None:
+    for addresses in summary.get("embedded_servers", {}).values():
+        assert not any(listening(a) for a in addresses), addresses
+
+
+def cells_by_id(out: Path) -> tuple[dict, dict]:
+    summary = json.loads((out / "summary.json").read_text())
+    return summary, {c["id"]: c for c in summary["cells"]}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    return bench_run("smoke", "--out", str(out)), out
+
+
+def test_smoke_end_to_end(smoke) -> None:
+    done, out = smoke
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary, cells = cells_by_id(out)
+    assert summary["complete"] is True and summary["scenario"] == "smoke"
+    assert set(summary["environment"]) >= {"host_cores", "python", "redis_py", "locust", "git_commit"}
+    assert set(cells) == {"standalone", "cluster", "noeviction 4mb", "graceful failover"}
+    for cell in cells.values():
+        assert cell["complete"], cell["id"]
+        assert cell["ops"]["enqueue"]["count"] > 0 and cell["ops"]["enqueue"]["p50_us"] > 0
+        audit = cell["audit"]
+        assert audit["enqueued_ok"] > 0 and audit["delivered_unique"] > 0
+        effective_nodes = cell["effective"]["servers"]["nodes"]
+        assert all(n["server_version"] for n in effective_nodes.values())
+        rep = out / cell["dir"] / "repeat-1"
+        for name in ("summary.json", "timeseries.csv", "histograms.json", "info.csv", "locust_stats.csv",
+                     "audit-ids.json.gz"):  # fmt: skip
+            assert (rep / name).exists(), (cell["id"], name)
+    assert cells["cluster"]["effective"]["servers"]["backend"] == "cluster"
+    assert len(cells["cluster"]["effective"]["servers"]["nodes"]) == 6
+    assert "redis://" not in json.dumps(summary) or "@" not in json.dumps(summary)  # no credentials anywhere
+    assert_no_servers_left(summary)
+
+
+def test_noeviction_rejects_and_loses_nothing(smoke) -> None:
+    _, out = smoke
+    _, cells = cells_by_id(out)
+    cell = cells["noeviction 4mb"]
+    effective = next(iter(cell["effective"]["servers"]["nodes"].values()))
+    assert effective["maxmemory"] == 4 * 1024 * 1024 and effective["maxmemory_policy"] == "noeviction"
+    assert cell["audit"]["rejected"] > 0 and cell["errors"]["enqueue"]["oom"] > 0
+    assert cell["audit"]["lost"] == 0
+
+
+def test_graceful_failover_loses_nothing_and_restores(smoke) -> None:
+    _, out = smoke
+    _, cells = cells_by_id(out)
+    cell = cells["graceful failover"]
+    fault = cell["fault"]
+    assert fault["kind"] == "failover" and fault["restore_ok"] is True
+    assert 0 < fault["injected_at_s"] <= fault["promoted_at_s"] <= fault["restored_at_s"]
+    assert cell["audit"]["lost"] == 0
+
+
+def test_eviction_policies_lose_tasks_and_warn(tmp_path: Path) -> None:
+    scenario = tmp_path / "evict.toml"
+    scenario.write_text(
+        'name = "evict"\n[params]\nbackend = "standalone"\nduration = 4\nwarmup = 0\nusers = 6\nmaxmemory = "4mb"\n'
+        "payload_bytes = 2000\nproducer_weight = 4\nconsumer_weight = 1\nprocessing_ms = 5\nvisibility_timeout = 2\n"
+        '[axes]\nmaxmemory_policy = ["allkeys-lru", "allkeys-random"]\n'
+    )
+    out = tmp_path / "run"
+    done = bench_run(str(scenario), "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "can delete queued tasks" in done.stdout
+    summary, cells = cells_by_id(out)
+    for cell in cells.values():
+        assert cell["audit"]["lost"] > 0, cell["id"]  # whole queue keys were evicted
+        assert cell["repeats"][0]["server"]["evicted_keys"] > 0
+    assert_no_servers_left(summary)
+
+
+def test_kill_cell_timeline_ordered_and_cluster_restored(tmp_path: Path) -> None:
+    scenario = tmp_path / "kill.toml"
+    scenario.write_text(
+        'name = "kill"\n[params]\nbackend = "cluster"\nduration = 7\nwarmup = 0\nusers = 4\nnode_timeout = 1000\n'
+        'fault = "kill"\nfault_at = 2\nvisibility_timeout = 2\n'
+    )
+    out = tmp_path / "run"
+    done = bench_run(str(scenario), "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary, cells = cells_by_id(out)
+    (cell,) = cells.values()
+    fault = cell["fault"]
+    assert fault["restore_ok"] is True and fault["error"] is None
+    assert fault["injected_at_s"] < fault["node_failed_at_s"] <= fault["promoted_at_s"] < fault["restored_at_s"]
+    assert fault["restarted_at_s"] is not None
+    if fault["first_error_at_s"] is not None:  # clients usually see the dead master
+        assert fault["injected_at_s"] <= fault["first_error_at_s"] <= fault["last_error_at_s"]
+        assert fault["recovered_at_s"] >= fault["last_error_at_s"]
+    audit = cell["audit"]
+    # whatever was lost is counted, never hidden: every confirmed task is delivered or lost
+    assert audit["delivered_unique"] + audit["lost"] >= audit["enqueued_ok"]
+    assert_no_servers_left(summary)
+
+
+def test_interrupted_run_writes_incomplete_summary_and_stops_servers(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", "smoke", "--out", str(out), "--no-charts"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait until the first cell is under load
+            if list(out.glob("cells/*/repeat-1/locust_stats_history.csv")):
+                break
+            time.sleep(0.2)
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False and "interrupted" in summary["incomplete_reason"]
+    assert_no_servers_left(summary)
