@@ -282,8 +282,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from . import scenario
     from .runner import External, Runner
 
-    overrides = {"duration": args.duration, "warmup": args.warmup, "repeat": args.repeat, "users": args.users,
-                 "processes": args.processes}  # fmt: skip
+    overrides = {
+        "duration": args.duration,
+        "warmup": args.warmup,
+        "repeat": args.repeat,
+        "users": args.users,
+        "processes": args.processes,
+    }
     loaded = scenario.load(args.scenario, overrides)
     external = None
     if args.redis_url or args.cluster_nodes:
@@ -325,8 +330,21 @@ def _charts_and_report(out: Path) -> None:
 
 def run_table(summary: dict) -> Table:
     table = Table(title=f"{summary['scenario']}: per cell (median of repeats; µs)")
-    for col in ("cell", "enqueue/s", "enq p50", "enq p99", "deq+ack/s", "errors", "ok", "rejected", "ambig.",
-                "lost", "dup", "fault: unavail. s", "note"):  # fmt: skip
+    for col in (
+        "cell",
+        "enqueue/s",
+        "enq p50",
+        "enq p99",
+        "deq+ack/s",
+        "errors",
+        "ok",
+        "rejected",
+        "ambig.",
+        "lost",
+        "dup",
+        "fault: unavail. s",
+        "note",
+    ):
         table.add_column(col, justify="right")
     for cell in summary["cells"]:
         ops, audit, fault = cell["ops"], cell["audit"], cell.get("fault") or {}
@@ -336,11 +354,20 @@ def run_table(summary: dict) -> Table:
             filter(None, ["unstable" if cell["unstable"] else "", "" if cell["complete"] else "incomplete"])
         )
         table.add_row(
-            cell["id"], _num(enq.get("ops_per_s")), _num(enq.get("p50_us")), _num(enq.get("p99_us")),
-            _num((ops.get("ack") or {}).get("ops_per_s")), f"{errors:,}", f"{audit.get('enqueued_ok', 0):,}",
-            f"{audit.get('rejected', 0):,}", f"{audit.get('ambiguous', 0):,}", f"{audit.get('lost', 0):,}",
-            f"{audit.get('duplicates', 0):,}", _num(fault.get("unavailable_s"), 2), note,
-        )  # fmt: skip
+            cell["id"],
+            _num(enq.get("ops_per_s")),
+            _num(enq.get("p50_us")),
+            _num(enq.get("p99_us")),
+            _num((ops.get("ack") or {}).get("ops_per_s")),
+            f"{errors:,}",
+            f"{audit.get('enqueued_ok', 0):,}",
+            f"{audit.get('rejected', 0):,}",
+            f"{audit.get('ambiguous', 0):,}",
+            f"{audit.get('lost', 0):,}",
+            f"{audit.get('duplicates', 0):,}",
+            _num(fault.get("unavailable_s"), 2),
+            note,
+        )
     return table
 
 
@@ -348,8 +375,14 @@ def _num(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-COMMANDS = {"up": cmd_up, "status": cmd_status, "down": cmd_down, "demo": cmd_demo, "scenarios": cmd_scenarios,
-            "run": cmd_run}  # fmt: skip
+COMMANDS = {
+    "up": cmd_up,
+    "status": cmd_status,
+    "down": cmd_down,
+    "demo": cmd_demo,
+    "scenarios": cmd_scenarios,
+    "run": cmd_run,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -83,9 +83,8 @@ class Runner:
             return
         for cell in self.scenario.cells:
             if cell.params["backend"] != self.external.kind:
-                raise UsageError(
-                    f"cell [{cell.id}] needs a {cell.params['backend']} backend, the external one is {self.external.kind}"
-                )
+                wanted = cell.params["backend"]
+                raise UsageError(f"cell [{cell.id}] needs a {wanted} backend, the external one is {self.external.kind}")
             if cell.params["fault"] != "none":
                 raise UsageError(f"cell [{cell.id}]: faults are only injected into embedded servers this suite started")
             if not self.external.allow_flush:
@@ -154,9 +153,12 @@ class Runner:
             port = free_port(span=span, start=31000 if kind == "cluster" else 30000, bus_offset=10000)
             self.console.print(f"starting embedded {kind} on 127.0.0.1:{port} …")
             spec = backends.BackendSpec(
-                kind=kind, port=port, server_bin=self.server_bin, state_dir=self.state_dir,
+                kind=kind,
+                port=port,
+                server_bin=self.server_bin,
+                state_dir=self.state_dir,
                 node_timeout_ms=params["node_timeout"],
-            )  # fmt: skip
+            )
             self.embedded[kind] = backends.start_backend(spec)
             self.summary.setdefault("embedded_servers", {})[kind] = [s.address for s in self.embedded[kind].servers]
         return self.embedded[kind]
@@ -202,10 +204,10 @@ class Runner:
             sampler.start()
         injector = None
         launched = time.time()
-        proc = subprocess.Popen(
-            locust_command(params, connection, queue_name, rep_dir), stdout=subprocess.DEVNULL,
-            stderr=open(rep_dir / "locust.log", "w"), cwd=Path.cwd(),
-        )  # fmt: skip
+        with open(rep_dir / "locust.log", "w") as log:
+            proc = subprocess.Popen(
+                locust_command(params, connection, queue_name, rep_dir), stdout=subprocess.DEVNULL, stderr=log
+            )
         label = f"{cell.id}" + (f" (repeat {r + 1}/{params['repeat']})" if params["repeat"] > 1 else "")
         interrupted = False
         try:
@@ -235,8 +237,17 @@ class Runner:
             raise KeyboardInterrupt
         return result
 
-    def collect(self, cell: Cell, rep_dir: Path, connection: dict[str, Any], queue_name: str, launched: float,
-                sampler: InfoSampler | None, events: faults.FaultEvents | None, returncode: int | None) -> dict[str, Any]:  # fmt: skip
+    def collect(
+        self,
+        cell: Cell,
+        rep_dir: Path,
+        connection: dict[str, Any],
+        queue_name: str,
+        launched: float,
+        sampler: InfoSampler | None,
+        events: faults.FaultEvents | None,
+        returncode: int | None,
+    ) -> dict[str, Any]:
         params = cell.params
         try:
             load = json.loads((rep_dir / "summary.json").read_text())
@@ -262,8 +273,9 @@ class Runner:
             "drain": drain,
             "counters": load.get("counters", {}),
             "server": {"peak_used_memory": sampler.peak("used_memory"), "evicted_keys": sampler.peak("evicted_keys")}
-            if sampler else {},
-        }  # fmt: skip
+            if sampler
+            else {},
+        }
         if events is not None:
             result["fault"] = faults.timeline(events, start, load.get("partition_timeline"), params["fault_partition"])
             result["complete"] = result["complete"] and result["fault"]["restore_ok"]
@@ -293,11 +305,29 @@ def locust_command(params: dict[str, Any], connection: dict[str, Any], queue_nam
     ).validated()
     users = params["users"]
     cmd = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-        "-u", str(users), "-r", str(params["spawn_rate"] or users), "-t", f"{max(1, round(params['duration']))}s",
-        "--stop-timeout", str(STOP_TIMEOUT_S), "--csv", str(rep_dir / "locust"), "--csv-full-history",
-        "--exit-code-on-error", "0", "--loglevel", "WARNING", *opts.as_args(),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "-u",
+        str(users),
+        "-r",
+        str(params["spawn_rate"] or users),
+        "-t",
+        f"{max(1, round(params['duration']))}s",
+        "--stop-timeout",
+        str(STOP_TIMEOUT_S),
+        "--csv",
+        str(rep_dir / "locust"),
+        "--csv-full-history",
+        "--exit-code-on-error",
+        "0",
+        "--loglevel",
+        "WARNING",
+        *opts.as_args(),
+    ]
     if params["processes"]:
         cmd += ["--processes", str(params["processes"])]
     return cmd
@@ -320,8 +350,13 @@ def drain_queue(connection: dict[str, Any], params: dict[str, Any], queue_name: 
     deadline = started + params["drain_timeout"]
     delivered = errors = 0
     depth = inflight = -1
-    queue = TaskQueue(**connection, name=queue_name, partitions=params["partitions"] or None,
-                      visibility_timeout=params["visibility_timeout"], pool_size=4)  # fmt: skip
+    queue = TaskQueue(
+        **connection,
+        name=queue_name,
+        partitions=params["partitions"] or None,
+        visibility_timeout=params["visibility_timeout"],
+        pool_size=4,
+    )
     try:
         while time.monotonic() < deadline:
             try:

@@ -16,8 +16,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def bench_run(*args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bench", "run", *args, "--no-charts"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "bench", "run", *args, "--no-charts"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def listening(address: str) -> bool:
@@ -58,8 +63,14 @@ def test_smoke_end_to_end(smoke) -> None:
         effective_nodes = cell["effective"]["servers"]["nodes"]
         assert all(n["server_version"] for n in effective_nodes.values())
         rep = out / cell["dir"] / "repeat-1"
-        for name in ("summary.json", "timeseries.csv", "histograms.json", "info.csv", "locust_stats.csv",
-                     "audit-ids.json.gz"):  # fmt: skip
+        for name in (
+            "summary.json",
+            "timeseries.csv",
+            "histograms.json",
+            "info.csv",
+            "locust_stats.csv",
+            "audit-ids.json.gz",
+        ):
             assert (rep / name).exists(), (cell["id"], name)
     assert cells["cluster"]["effective"]["servers"]["backend"] == "cluster"
     assert len(cells["cluster"]["effective"]["servers"]["nodes"]) == 6
@@ -131,8 +142,13 @@ def test_kill_cell_timeline_ordered_and_cluster_restored(tmp_path: Path) -> None
 
 def test_interrupted_run_writes_incomplete_summary_and_stops_servers(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", "smoke", "--out", str(out), "--no-charts"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", "run", "smoke", "--out", str(out), "--no-charts"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # wait until the first cell is under load

@@ -60,8 +60,12 @@ def test_bad_scenario_file_exit_2_before_anything_starts(tmp_path: Path) -> None
     bad = tmp_path / "bad.toml"
     bad.write_text('[params]\nbackend = "standalone"\nfault = "kill"\n')
     for args in (["run", str(bad)], ["run", "no-such-scenario"], ["run", str(tmp_path / "missing.toml")]):
-        done = subprocess.run([sys.executable, "-m", "bench", *args, "--out", str(tmp_path / "out")],
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "bench", *args, "--out", str(tmp_path / "out")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 2, done.stderr
         assert "Traceback" not in done.stderr and done.stderr.startswith("bench: error:")
         assert not (tmp_path / "out").exists()
@@ -94,8 +98,12 @@ def test_audit_counts_literal() -> None:
         "delivered_unknown": 1,
     }
     assert [outcome_of(k) for k in (None, "oom", "timeout", "connection_refused", "not_replicated")] == [
-        "ok", "rejected", "ambiguous", "rejected", "ambiguous",
-    ]  # fmt: skip
+        "ok",
+        "rejected",
+        "ambiguous",
+        "rejected",
+        "ambiguous",
+    ]
 
 
 def test_audit_merge_and_save_roundtrip(tmp_path: Path) -> None:
