@@ -292,6 +292,8 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     STATE.audit = AuditLog() if opts.audit else None
     STATE.timeline = PartitionTimeline()
     STATE.worker_timelines = {}
+    if not STATE.is_worker:  # read back before any fault can take a node away
+        STATE.effective = _read_effective(opts)
     if STATE.is_master:
         STATE.workers = environment.runner.worker_count if environment.runner else 0  # type: ignore[union-attr]
         STATE.greenlets.append(gevent.spawn(_finalizer_loop))

@@ -227,6 +227,10 @@ def test_push(
     queue, client, (src, _), payload = bench_queue, bench_queue.client, raw_keys, b"x" * payload_size
     record(benchmark, queue, bench_target, "enqueue vs LPUSH", PUSH[impl], payload_size)
     rounds, warmup = plan(benchmark, SINGLE_ROUNDS, SINGLE_WARMUP)
+    target: Callable[..., object]
+    args: tuple[object, ...]
+    trim: Callable[[], object]
+    held: Callable[[], int]
     if impl == "enqueue":
         target, args, trim, held = queue.enqueue, (payload,), (lambda: clear_queue(queue)), queue.depth
     else:
@@ -293,6 +297,10 @@ def test_push_many(
     family = f"enqueue_many({BATCH}) vs LPUSH({BATCH} values)"
     record(benchmark, queue, bench_target, family, PUSH_MANY[impl], payload_size, tasks_per_call=BATCH)
     rounds, warmup = plan(benchmark, BATCH_ROUNDS, BATCH_WARMUP)
+    target: Callable[..., object]
+    args: tuple[object, ...]
+    trim: Callable[[], object]
+    held: Callable[[], int]
     if impl.startswith("enqueue_many"):
         target, args, trim, held = queue.enqueue_many, (payloads,), (lambda: clear_queue(queue)), queue.depth
     else:
