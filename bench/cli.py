@@ -69,11 +69,32 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-charts", action="store_true", help="skip charts and report at the end")
     _add_server_options(run)
 
-    demo = sub.add_parser("demo", help="start both backends, push tasks through each, compare, stop")
-    demo.add_argument("--tasks", type=int, default=3000)
-    demo.add_argument("--repeats", type=int, default=3)
-    demo.add_argument("--payload-bytes", type=int, default=100)
+    plot = sub.add_parser("plot", help="charts (PNG + SVG) from one or more run folders")
+    plot.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
+    plot.add_argument("--only", action="append", metavar="CHART", help="only this chart (repeatable)")
+    plot.add_argument("--out", type=Path, help="charts folder (default: FIRST_RUN/charts)")
+    plot.add_argument(
+        "--benchmarks",
+        type=Path,
+        help="pytest-benchmark JSON for the micro-benchmark chart (default: the newest under results/benchmarks)",
+    )
+    report = sub.add_parser("report", help="report.md and self-contained report.html for a run folder")
+    report.add_argument("run", type=Path, metavar="RUN_DIR")
+    compare = sub.add_parser("compare", help="B/A ratios per cell and operation, regressions flagged")
+    compare.add_argument("run_a", type=Path, metavar="RUN_A")
+    compare.add_argument("run_b", type=Path, metavar="RUN_B")
+    compare.add_argument("--fail-on-regression", action="store_true", help="exit 1 when any metric regressed")
+
+    demo = sub.add_parser("demo", help="the main job: run the compact `demo` study, charts and report")
+    demo.add_argument("--out", type=Path, help="results folder (default results/<timestamp>-demo)")
+    demo.add_argument("--duration", type=float, help="seconds per cell (default: the scenario's)")
     _add_server_options(demo)
+
+    quick = sub.add_parser("quick", help="TaskQueue vs raw redis-py through one client on both backends")
+    quick.add_argument("--tasks", type=int, default=3000)
+    quick.add_argument("--repeats", type=int, default=3)
+    quick.add_argument("--payload-bytes", type=int, default=100)
+    _add_server_options(quick)
     return parser
 
 
@@ -206,7 +227,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def cmd_quick(args: argparse.Namespace) -> int:
     from taskqueue import TaskQueue
 
     from .quick import measure
@@ -319,11 +340,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _charts_and_report(out: Path) -> None:
-    try:
-        from . import plots, report
-    except ImportError:  # charts arrive with the plotting module
-        return
-    charts = plots.plot_runs([out])
+    from . import plots, report
+
+    charts = plots.plot_runs([out], benchmark_json=plots.latest_benchmark_json())
     report.write_report(out)
     console.print(f"charts: {len(charts)} in {out / 'charts'}; report: {out / 'report.md'}")
 
@@ -375,6 +394,86 @@ def _num(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """`make demo`: the demo scenario end to end, charts and report, every server stopped."""
+    from datetime import datetime
+
+    out = args.out or Path("results") / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-demo"
+    run_args = argparse.Namespace(
+        scenario="demo",
+        duration=args.duration,
+        warmup=None,
+        repeat=None,
+        users=None,
+        processes=None,
+        out=out,
+        redis_url=None,
+        cluster_nodes=None,
+        allow_flush=False,
+        no_charts=False,
+        server_bin=args.server_bin,
+        state_dir=args.state_dir,
+    )
+    code = cmd_run(run_args)
+    console.print(f"\n[bold]demo done[/]: open {out / 'report.html'} (or report.md); charts in {out / 'charts'}")
+    return code
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from . import plots
+
+    bench_json = args.benchmarks or plots.latest_benchmark_json()
+    if args.benchmarks and not args.benchmarks.exists():
+        raise UsageError(f"--benchmarks {args.benchmarks} does not exist")
+    written = plots.plot_runs(args.runs, only=args.only, out=args.out, benchmark_json=bench_json)
+    for path in written:
+        console.print(f"{path} (+ .svg)")
+    if not written:
+        console.print("no chart had data in these runs")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from . import plots, report
+
+    run_dir = args.run
+    if not (run_dir / "charts").is_dir():
+        plots.plot_runs([run_dir], benchmark_json=plots.latest_benchmark_json())
+    path = report.write_report(run_dir)
+    console.print(f"{path}\n{path.with_suffix('.html')}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from . import report
+
+    rows = report.compare(args.run_a, args.run_b)
+    if not rows:
+        raise UsageError(f"no cells in common between {args.run_a} and {args.run_b} (cells are matched by id)")
+    table = Table(title=f"B/A: {args.run_b} vs {args.run_a} (repeat medians)")
+    for col in ("cell", "operation", "metric", "A", "B", "B/A", "verdict"):
+        table.add_column(col, justify="right")
+    colors = {"regression": "red", "improvement": "green", "unstable": "yellow"}
+    for r in rows:
+        verdict = r["verdict"]
+        table.add_row(
+            r["cell"],
+            r["operation"],
+            r["metric"],
+            _num(r["a"]),
+            _num(r["b"]),
+            "-" if r["ratio"] is None else f"{r['ratio']:.2f}x",
+            f"[{colors[verdict]}]{verdict}[/]" if verdict in colors else verdict,
+        )
+    console.print(table)
+    console.print("regression/improvement: changed > 5 % and beyond both runs' repeat spread; unstable: spread > 10 %")
+    regressions = [r for r in rows if r["verdict"] == "regression"]
+    if regressions and args.fail_on_regression:
+        console.print(f"[red]{len(regressions)} regression(s)[/]")
+        return 1
+    return 0
+
+
 COMMANDS = {
     "up": cmd_up,
     "status": cmd_status,
@@ -382,6 +481,10 @@ COMMANDS = {
     "demo": cmd_demo,
     "scenarios": cmd_scenarios,
     "run": cmd_run,
+    "plot": cmd_plot,
+    "report": cmd_report,
+    "compare": cmd_compare,
+    "quick": cmd_quick,
 }
 
 

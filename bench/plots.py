@@ -11,9 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import sys
+
 import matplotlib
 
-matplotlib.use("Agg")
+if "ipykernel" not in sys.modules:  # headless files by default; notebooks keep their inline backend
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
@@ -295,18 +298,23 @@ def microbenchmarks(benchmark_json: Path | None) -> Figure | None:
     if benchmark_json is None or not benchmark_json.exists():
         return None
     data = json.loads(benchmark_json.read_text())
-    rows = [(b.get("group") or b["name"], b["name"], b["stats"]["ops"]) for b in data.get("benchmarks", [])]
+    rows = [
+        (b.get("group") or b["name"], str(b.get("param") or b["name"]), b["stats"]["ops"])
+        for b in data.get("benchmarks", [])
+    ]
     rows = [r for r in rows if "pool" not in r[0]]
     if not rows:
         return None
     groups = sorted({g for g, _, _ in rows})
-    fig, ax = plt.subplots(figsize=(12, max(4, 0.45 * len(rows) + 1.5)))
+    fig, ax = plt.subplots(figsize=(11, max(4, 0.42 * len(rows) + 2)))
     y, labels, colors = [], [], []
-    pos = 0
+    pos = 0.0
     for group in groups:
-        for _, name, ops in sorted((r for r in rows if r[0] == group), key=lambda r: r[1]):
+        for _, name, ops in sorted((r for r in rows if r[0] == group), key=lambda r: "raw" in r[1]):
             y.append((pos, ops))
-            labels.append(f"{group} · {name.split('[')[0].replace('test_', '')}")
+            operation = name.rsplit("-", 1)[-1].replace("_", " ")
+            context = group.split(" vs ")[-1].split(" ", 1)[-1] if " vs " in group else group
+            labels.append(f"{operation}  ({context})")
             colors.append("tab:gray" if "raw" in name else "tab:blue")
             pos += 1
         pos += 0.6
