@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import backends, docker, validate
@@ -373,7 +374,7 @@ def run_table(summary: dict) -> Table:
             filter(None, ["unstable" if cell["unstable"] else "", "" if cell["complete"] else "incomplete"])
         )
         table.add_row(
-            cell["id"],
+            escape(cell["id"]),
             _num(enq.get("ops_per_s")),
             _num(enq.get("p50_us")),
             _num(enq.get("p99_us")),
@@ -457,7 +458,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for r in rows:
         verdict = r["verdict"]
         table.add_row(
-            r["cell"],
+            escape(r["cell"]),
             r["operation"],
             r["metric"],
             _num(r["a"]),

@@ -7,11 +7,10 @@ figure, or None when the runs hold no data for that question.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import sys
 
 import matplotlib
 
@@ -115,37 +114,54 @@ def pool_sizes(runs: list[Run]) -> Figure | None:
     if len(sizes) < 2:
         return None
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
-    for run in runs:
-        for blocking in (False, True):
-            group = sorted(
-                [c for r, c in items if r is run and c["params"]["pool_blocking"] == blocking],
-                key=lambda c: c["params"]["pool_size"],
-            )
-            if not group:
-                continue
-            name = ("blocking" if blocking else "non-blocking") + (f" ({run.name})" if len(runs) > 1 else "")
-            xs = [c["params"]["pool_size"] for c in group]
-            enq = [c["ops"].get("enqueue", {}) for c in group]
-            line = ax1.plot(xs, [e.get("ops_per_s") or 0 for e in enq], marker="o", label=name)[0]
-            ax2.plot(xs, [e.get("p99_us") or np.nan for e in enq], marker="o", label=name, color=line.get_color())
-            for x, c in zip(xs, group, strict=True):
-                exhausted = sum(k.get("pool_exhausted", 0) for k in c["errors"].values())
-                if exhausted:
-                    ax1.annotate(
-                        f"✖ {exhausted:,} pool exhausted",
-                        (x, c["ops"].get("enqueue", {}).get("ops_per_s") or 0),
-                        textcoords="offset points",
-                        xytext=(4, 6),
-                        fontsize=7,
-                        color="tab:red",
-                    )
-                    ax1.plot([x], [c["ops"].get("enqueue", {}).get("ops_per_s") or 0], "x", color="tab:red", ms=10)
+    # One line per (run, backend, users, blocking): only the pool differs along a line.
+    keys = sorted(
+        {
+            (ri, c["params"]["backend"], c["params"]["users"], c["params"]["pool_blocking"])
+            for ri, run in enumerate(runs)
+            for r, c in items
+            if r is run
+        }
+    )
+    for ri, backend, users_n, blocking in keys:
+        group = sorted(
+            [
+                c
+                for r, c in items
+                if r is runs[ri]
+                and (c["params"]["backend"], c["params"]["users"], c["params"]["pool_blocking"])
+                == (backend, users_n, blocking)
+            ],
+            key=lambda c: c["params"]["pool_size"],
+        )
+        name = f"{'blocking' if blocking else 'non-blocking'}, {backend}, {users_n} users"
+        name += f" ({runs[ri].name})" if len(runs) > 1 else ""
+        xs = [c["params"]["pool_size"] for c in group]
+        enq = [c["ops"].get("enqueue", {}) for c in group]
+        line = ax1.plot(xs, [e.get("ops_per_s") or 0 for e in enq], marker="o", label=name)[0]
+        ax2.plot(xs, [e.get("p99_us") or np.nan for e in enq], marker="o", label=name, color=line.get_color())
+        for x, c in zip(xs, group, strict=True):
+            exhausted = sum(k.get("pool_exhausted", 0) for k in c["errors"].values())
+            if exhausted:
+                y = c["ops"].get("enqueue", {}).get("ops_per_s") or 0
+                ax1.plot([x], [y], "x", color="tab:red", ms=12, mew=2)
+                ax1.annotate(
+                    f"{exhausted:,} PoolExhausted errors",
+                    (x, y),
+                    textcoords="offset points",
+                    xytext=(6, 8),
+                    fontsize=8,
+                    color="tab:red",
+                )
+    all_sizes = sorted(sizes)
     users = sorted({c["params"]["users"] for _, c in items})
     for ax in (ax1, ax2):
         ax.set_xscale("log")
+        ax.set_xticks(all_sizes, [str(x) for x in all_sizes])
+        ax.minorticks_off()
         ax.set_xlabel("pool size (connections per process / per node)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     ax1.set_ylabel("enqueue ops/s")
     ax2.set_ylabel("enqueue p99 latency (µs)")
     ax2.set_yscale("log")
@@ -235,16 +251,25 @@ def failover_timelines(runs: list[Run]) -> Figure | None:
         end = fault.get("recovered_at_s") or fault.get("promoted_at_s") or fault.get("resumed_at_s")
         if start is not None and end is not None and end > start:
             ax.axvspan(start, end, color="tab:red", alpha=0.08)
-        for key, name, style in (
-            ("injected_at_s", "injected", "-"),
-            ("node_failed_at_s", "node failed", "--"),
-            ("promoted_at_s", "replica promoted", "-."),
-            ("recovered_at_s", "clients recovered", ":"),
-            ("restarted_at_s", "node restarted", (0, (1, 3))),
+        for n, (key, name, style) in enumerate(
+            (
+                ("injected_at_s", "injected", "-"),
+                ("node_failed_at_s", "node failed", "--"),
+                ("promoted_at_s", "replica promoted", "-."),
+                ("recovered_at_s", "clients recovered", ":"),
+                ("restarted_at_s", "node restarted", (0, (1, 3))),
+            )
         ):
             if fault.get(key) is not None:
                 ax.axvline(fault[key], color="black", linestyle=style, lw=1)
-                ax.text(fault[key], ax.get_ylim()[1] * 0.97, f" {name}", rotation=90, va="top", fontsize=7)
+                ax.text(
+                    fault[key],
+                    ax.get_ylim()[1] * (0.97 - 0.25 * (n % 2)),
+                    f" {name}",
+                    rotation=90,
+                    va="top",
+                    fontsize=7,
+                )
         audit = cell["audit"]
         errors = {k: v for kinds in cell["errors"].values() for k, v in kinds.items()}
         text = (

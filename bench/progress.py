@@ -9,6 +9,7 @@ from pathlib import Path
 from types import TracebackType
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
@@ -36,7 +37,7 @@ class CellProgress:
 
     def track(self, index: int, label: str, proc: subprocess.Popen[bytes], history: Path, duration: float) -> None:
         """Follow one Locust run until it exits, showing its live ops/s and error count."""
-        task = self.progress.add_task(label, total=duration, position=f"cell {index}/{self.cells}", live="")
+        task = self.progress.add_task(escape(label), total=duration, position=f"cell {index}/{self.cells}", live="")
         start = time.monotonic()
         while proc.poll() is None:
             elapsed = time.monotonic() - start

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from taskqueue import TaskQueue, TaskQueueError
 from taskqueue.settings import redact_url
@@ -139,7 +140,8 @@ class Runner:
         policy = cell.params["maxmemory_policy"]
         if policy != "noeviction":
             self.console.print(
-                f"[yellow]warning: cell [{cell.id}] runs maxmemory-policy {policy}, which can delete queued tasks[/]"
+                f"[yellow]warning: cell {escape(repr(cell.id))} runs maxmemory-policy {policy}, "
+                "which can delete queued tasks[/]"
             )
 
     # -- backends -------------------------------------------------------------------------------
