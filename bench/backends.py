@@ -357,8 +357,6 @@ def down(state_dir: Path) -> list[str]:
 def effective_of(connection: dict[str, Any]) -> dict[str, Any]:
     """Effective server settings of any backend (embedded or external), read-only. Servers that
     refuse CONFIG GET (managed Redis) still report INFO."""
-    from redis.cluster import RedisCluster
-
     from taskqueue.settings import parse_nodes
 
     def safe(r: redis.Redis) -> dict[str, Any]:
@@ -374,12 +372,28 @@ def effective_of(connection: dict[str, Any]) -> dict[str, Any]:
             }
 
     if connection.get("cluster_nodes"):
-        host, port = parse_nodes(connection["cluster_nodes"])[0]
-        client = RedisCluster(host=host, port=port, socket_timeout=2)
-        try:
-            nodes = {n.name: safe(n.redis_connection) for n in client.get_nodes() if n.redis_connection}
-        finally:
-            client.close()
+        addresses: list[tuple[str, int]] = []
+        for host, port in parse_nodes(connection["cluster_nodes"]):
+            try:  # every node the cluster knows (CLUSTER SLOTS would omit replicas still syncing)
+                with redis.Redis(host=host, port=port, socket_timeout=2) as seed:
+                    known = parse_cluster_nodes(raw_text(seed, "CLUSTER NODES"))
+                addresses = sorted(
+                    {
+                        (n.address.rsplit(":", 1)[0], int(n.address.rsplit(":", 1)[1]))
+                        for n in known
+                        if "noaddr" not in n.flags
+                    }
+                )
+                break
+            except redis.RedisError:
+                continue
+        nodes = {}
+        for h, p in addresses:  # every node, replicas included, each through its own connection
+            with redis.Redis(host=h, port=p, socket_timeout=2) as node:
+                try:
+                    nodes[f"{h}:{p}"] = safe(node)
+                except redis.RedisError as exc:
+                    nodes[f"{h}:{p}"] = {"error": str(exc)}
         return {"backend": "cluster", "nodes": nodes}
     client = redis.Redis.from_url(connection["redis_url"], socket_timeout=2)
     try:
