@@ -1,8 +1,9 @@
 """TaskQueue: an at-least-once task queue on Redis and Redis Cluster (the system under test)."""
 
 from .errors import PoolExhausted, QueueFull, QueueUnavailable, TaskQueueError, classify
-from .queue import Task, TaskQueue
+from .queue import TaskQueue
 from .settings import QueueSettings
+from .task import Task
 
 __all__ = [
     "PoolExhausted",

@@ -9,19 +9,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PREFIX = "tq"
+STREAM_GROUP = "tq-workers"  # the consumer group of every partition stream
 
 
 @dataclass(frozen=True, slots=True)
 class PartitionKeys:
     """The keys of one partition of a logical queue."""
 
-    ready: str  # LIST of task ids waiting; producers LPUSH, consumers RPOP (FIFO)
-    inflight: str  # ZSET task id -> lease deadline (ms, server clock)
-    tasks: str  # HASH task id -> encoded record (enqueued_at + payload)
+    ready: str  # LIST of task ids waiting; producers LPUSH, consumers RPOP (FIFO)        (list engine)
+    inflight: str  # ZSET task id -> lease deadline (ms, server clock)                   (list engine)
+    tasks: str  # HASH task id -> encoded record (enqueued_at + payload)                  (list engine)
     attempts: str  # HASH task id -> delivery count
+    stream: str  # STREAM of tasks (stream engine), consumer group STREAM_GROUP
+    ids: str  # HASH task id -> 1 while queued or in flight (stream engine's idempotency)
 
     def all(self) -> tuple[str, ...]:
-        return (self.ready, self.inflight, self.tasks, self.attempts)
+        return (self.ready, self.inflight, self.tasks, self.attempts, self.stream, self.ids)
 
 
 def hash_tag(queue: str, partition: int) -> str:
@@ -38,6 +41,8 @@ def partition_keys(queue: str, partition: int) -> PartitionKeys:
         inflight=f"{base}:inflight",
         tasks=f"{base}:tasks",
         attempts=f"{base}:attempts",
+        stream=f"{base}:stream",
+        ids=f"{base}:ids",
     )
 
 

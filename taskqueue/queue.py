@@ -5,44 +5,23 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
 from redis import exceptions as rex
 from redis.cluster import RedisCluster
 
-from . import scripts
-from .codec import IdFactory, decode_record, encode_record
+from .codec import IdFactory, encode_record
 from .connection import Client, build_cluster, build_standalone, endpoint_report, pool_report
+from .engines import ENGINES, make_engine
 from .errors import QueueUnavailable, TaskQueueError, translate
 from .keys import PartitionKeys, partition_keys, queue_pattern
 from .settings import QueueSettings, backend_from_env, parse_nodes
+from .task import Task, partition_of
 
 MAX_PARTITIONS_SEARCH = 256
-
-
-@dataclass(frozen=True, slots=True)
-class Task:
-    id: str
-    payload: bytes
-    enqueued_at: int  # ns since the epoch, producer clock
-    attempts: int  # deliveries so far, this one included
-    partition: int
-
-
-def partition_of(task_id: str, partitions: int) -> int:
-    """Generated ids (``prefix-<hex counter>``) go round-robin by counter; other ids by CRC32."""
-    head, sep, tail = task_id.rpartition("-")
-    if sep and head and tail:
-        try:
-            return int(tail, 16) % partitions
-        except ValueError:
-            pass
-    return zlib.crc32(task_id.encode()) % partitions
 
 
 @contextmanager
@@ -75,8 +54,11 @@ class TaskQueue:
         retries: int = QueueSettings.retries,
         sync_replicas: int = 0,
         sync_timeout_ms: int = QueueSettings.sync_timeout_ms,
+        engine: str = "list",
         settings: QueueSettings | None = None,
     ) -> None:
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
         if settings is None:
             settings = QueueSettings(
                 name=name,
@@ -102,15 +84,11 @@ class TaskQueue:
                 self.client = build_standalone(redis_url, settings)
         self.partitions = settings.partitions or self._default_partitions()
         self._keys = [partition_keys(settings.name, p) for p in range(self.partitions)]
-        self._lease_ms = int(settings.visibility_timeout * 1000)
+        self.lease_ms = int(settings.visibility_timeout * 1000)
         self._new_id = IdFactory()
         self._consume_start = itertools.count()
-        self._enqueue = self.client.register_script(scripts.ENQUEUE)
-        self._enqueue_many = self.client.register_script(scripts.ENQUEUE_MANY)
-        self._dequeue = self.client.register_script(scripts.DEQUEUE)
-        self._ack = self.client.register_script(scripts.ACK)
-        self._nack = self.client.register_script(scripts.NACK)
-        self._requeue = self.client.register_script(scripts.REQUEUE_EXPIRED)
+        self.engine = make_engine(engine, self)
+        self.engine.prepare()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **kwargs: Any) -> TaskQueue:
@@ -152,6 +130,7 @@ class TaskQueue:
             **endpoint_report(self.client),
             **pool_report(self.client),
             "queue": self.settings.name,
+            "engine": self.engine.name,
             "partitions": self.partitions,
             "partition_masters": self.partition_masters(),
             "visibility_timeout_s": self.settings.visibility_timeout,
@@ -182,33 +161,34 @@ class TaskQueue:
         while the first copy is queued or in flight."""
         task_id = task_id or self._new_id()
         p = partition_of(task_id, self.partitions) if self.partitions > 1 else 0
-        k = self._keys[p]
         record = encode_record(time.time_ns(), payload)
         if self.settings.sync_replicas:
             self._enqueue_replicated(p, task_id, record)
         else:
-            self._call(self._enqueue, k.ready, k.tasks, task_id, record, numkeys=2, partition=p)
+            keys = self.engine.enqueue_keys(p)
+            self.call(self.engine.enqueue_script, *keys, task_id, record, numkeys=len(keys), partition=p)
         return task_id
 
     def _enqueue_replicated(self, p: int, task_id: str, record: bytes) -> None:
         """Enqueue + WAIT on the same connection of the partition's master, one round trip.
         Fewer replicas than asked within the timeout: the task is stored on the master but may
         not survive its failure, so the outcome is ambiguous (``kind == "not_replicated"``)."""
-        k = self._keys[p]
+        keys = self.engine.enqueue_keys(p)
+        script = self.engine.enqueue_script
         wanted, timeout = self.settings.sync_replicas, self.settings.sync_timeout_ms
         try:
             node = (
-                self.client.get_node_from_key(k.ready).redis_connection
+                self.client.get_node_from_key(keys[0]).redis_connection
                 if isinstance(self.client, RedisCluster)
                 else self.client
             )
             for attempt in range(2):
                 pipe = node.pipeline(transaction=False)
-                pipe.execute_command("EVALSHA", self._enqueue.sha, 2, k.ready, k.tasks, task_id, record)
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, task_id, record)
                 pipe.execute_command("WAIT", wanted, timeout)
                 stored, acked = pipe.execute(raise_on_error=False)
                 if isinstance(stored, rex.NoScriptError) and attempt == 0:
-                    node.script_load(self._enqueue.script)
+                    node.script_load(script.script)
                     continue
                 break
             for result in (stored, acked):
@@ -228,7 +208,7 @@ class TaskQueue:
             err.partition = p
             raise err
 
-    def _call(self, script: Any, *keys_and_args: Any, numkeys: int, partition: int | None = None) -> Any:
+    def call(self, script: Any, *keys_and_args: Any, numkeys: int, partition: int | None = None) -> Any:
         """EVALSHA in one round trip; on NOSCRIPT (new master after failover, flushed cache)
         load the script and retry once. Errors come out typed. Inlined rather than a context
         manager or redis-py's Script wrapper: this is the hot path of every operation."""
@@ -243,6 +223,19 @@ class TaskQueue:
             err.partition = partition
             raise err from exc
 
+    def command(self, *args: Any, partition: int | None = None) -> Any:
+        """One plain command, errors typed (and tagged with the partition)."""
+        return self.guarded(lambda: self.client.execute_command(*args), partition=partition)
+
+    def guarded(self, fn: Any, partition: int | None = None) -> Any:
+        """Run a client call with errors typed (and tagged with the partition)."""
+        try:
+            return fn()
+        except rex.RedisError as exc:
+            err = translate(exc)
+            err.partition = partition
+            raise err from exc
+
     def enqueue_many(self, payloads: Sequence[bytes], *, task_ids: Sequence[str] | None = None) -> list[str]:
         """Pipelined enqueue: one script call per partition, one round trip per node."""
         ids = list(task_ids) if task_ids is not None else [self._new_id() for _ in payloads]
@@ -250,8 +243,8 @@ class TaskQueue:
         args: dict[int, list[Any]] = {}
         for task_id, payload in zip(ids, payloads, strict=True):
             args.setdefault(partition_of(task_id, self.partitions), []).extend((task_id, encode_record(now, payload)))
-        calls = [([self._keys[p].ready, self._keys[p].tasks], a) for p, a in args.items()]
-        for result in self._pipelined_script(self._enqueue_many, calls):
+        calls = [(self.engine.enqueue_keys(p), a) for p, a in args.items()]
+        for result in self._pipelined_script(self.engine.enqueue_many_script, calls):
             if isinstance(result, Exception):
                 raise translate(result) from result
         return ids
@@ -290,71 +283,49 @@ class TaskQueue:
         start = next(self._consume_start)
         while True:
             for i in range(self.partitions):
-                p = (start + i) % self.partitions
-                tasks = self._lease(p, count)
+                tasks = self.engine.lease((start + i) % self.partitions, count)
                 if tasks:
                     return tasks
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
-            self._wait_for_work((start + self.partitions) % self.partitions, remaining)
+            # Block on one partition for a slice, so the others are looked at again soon.
+            slice_s = max(0.01, min(remaining, 1.0, self.settings.socket_timeout / 2) / self.partitions)
+            tasks = self.engine.wait(start % self.partitions, count, slice_s)
+            if tasks:
+                return tasks
             start += 1
-
-    def _lease(self, p: int, count: int) -> list[Task]:
-        k = self._keys[p]
-        flat = self._call(
-            self._dequeue, k.ready, k.inflight, k.tasks, k.attempts, self._lease_ms, count, numkeys=4, partition=p
-        )
-        tasks = []
-        for i in range(0, len(flat), 3):
-            enqueued_at, payload = decode_record(flat[i + 1])
-            tasks.append(Task(flat[i].decode(), payload, enqueued_at, int(flat[i + 2]), p))
-        return tasks
-
-    def _wait_for_work(self, p: int, remaining: float) -> None:
-        # BLMOVE from a list onto its own tail moves nothing, but blocks until the list has an
-        # element: an event-driven wait, after which the next lease is one EVALSHA.
-        slice_s = min(remaining, 1.0, self.settings.socket_timeout / 2) / max(1, self.partitions)
-        with _typed_errors():
-            self.client.execute_command(
-                "BLMOVE", self._keys[p].ready, self._keys[p].ready, "RIGHT", "RIGHT", max(slice_s, 0.01)
-            )
 
     def ack(self, task: Task) -> bool:
         """Finish a task. ``False`` if its lease had already expired (it may be delivered twice)."""
-        k = self._keys[task.partition]
-        return bool(
-            self._call(self._ack, k.inflight, k.tasks, k.attempts, task.id, numkeys=3, partition=task.partition)
-        )
+        return self.engine.ack(task)
 
     def nack(self, task: Task) -> bool:
         """Give a task back for immediate redelivery. ``False`` if the lease was already gone."""
-        k = self._keys[task.partition]
-        return bool(self._call(self._nack, k.ready, k.inflight, task.id, numkeys=2, partition=task.partition))
+        return self.engine.nack(task)
 
     def requeue_expired(self, limit: int = 1000) -> int:
-        """The visibility-timeout reaper: return expired leases to ready. Returns how many."""
-        moved = 0
-        for k in self._keys:
-            moved += int(self._call(self._requeue, k.ready, k.inflight, limit, numkeys=2))
-        return moved
+        """The visibility-timeout reaper: expired leases become deliverable again. Returns how many."""
+        return sum(self.engine.requeue_expired(p, limit) for p in range(self.partitions))
 
     # -- inspection -------------------------------------------------------------------------
 
     def depth(self) -> int:
-        """Tasks waiting in ready lists (all partitions)."""
-        return sum(self._per_partition("llen", lambda k: k.ready))
+        """Tasks waiting to be delivered (all partitions)."""
+        return self._count(self.engine.depth_commands)
 
     def inflight(self) -> int:
         """Tasks leased and not yet acked."""
-        return sum(self._per_partition("zcard", lambda k: k.inflight))
+        return self._count(self.engine.inflight_commands)
 
-    def _per_partition(self, command: str, key: Any) -> list[int]:
+    def _count(self, add_commands: Any) -> int:
+        total = 0
         with _typed_errors():
-            pipe = self.client.pipeline(transaction=False)
-            for k in self._keys:
-                getattr(pipe, command)(key(k))
-            return [int(x) for x in pipe.execute()]
+            for p in range(self.partitions):
+                pipe = self.client.pipeline(transaction=False)
+                add_commands(pipe, p)
+                total += self.engine.count(pipe.execute(raise_on_error=False))
+        return total
 
     def purge(self) -> int:
         """Delete every key of this queue (all partitions). Returns the number of keys deleted."""

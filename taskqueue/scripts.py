@@ -82,3 +82,73 @@ if #ids > 0 then
 end
 return #ids
 """
+
+
+# -- stream engine ----------------------------------------------------------------------------------
+
+STREAM_ENQUEUE = """#!lua
+-- KEYS: stream, ids   ARGV: id, record
+if redis.call('HSETNX', KEYS[2], ARGV[1], 1) == 1 then
+  redis.call('XADD', KEYS[1], '*', 'id', ARGV[1], 'r', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+STREAM_ENQUEUE_MANY = """#!lua
+-- KEYS: stream, ids   ARGV: id1, record1, id2, record2, …
+local added = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HSETNX', KEYS[2], ARGV[i], 1) == 1 then
+    redis.call('XADD', KEYS[1], '*', 'id', ARGV[i], 'r', ARGV[i + 1])
+    added = added + 1
+  end
+end
+return added
+"""
+
+STREAM_DEQUEUE = """#!lua flags=allow-oom
+-- KEYS: stream   ARGV: group, consumer, lease_ms, count
+-- Expired leases first (XAUTOCLAIM = the visibility timeout), else new entries (XREADGROUP >).
+-- Returns a flat list entry id, task id, record, attempts, … .
+local entries = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', ARGV[4])[2]
+local redelivered = #entries > 0
+if not redelivered then
+  local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[4], 'STREAMS', KEYS[1], '>')
+  entries = r and r[1][2] or {}
+end
+local out = {}
+for _, e in ipairs(entries) do
+  local fields = e[2]
+  if fields then
+    local id, record
+    for i = 1, #fields, 2 do
+      if fields[i] == 'id' then id = fields[i + 1] elseif fields[i] == 'r' then record = fields[i + 1] end
+    end
+    local attempts = 1
+    if redelivered then
+      local pending = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)
+      if pending[1] then attempts = pending[1][4] end
+    end
+    out[#out + 1] = e[1]
+    out[#out + 1] = id
+    out[#out + 1] = record
+    out[#out + 1] = attempts
+  end
+end
+return out
+"""
+
+STREAM_ACK = """#!lua flags=allow-oom
+-- KEYS: stream, ids   ARGV: group, entry id, task id
+local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('HDEL', KEYS[2], ARGV[3])
+return acked
+"""
+
+STREAM_NACK = """#!lua flags=allow-oom
+-- KEYS: stream   ARGV: group, consumer, entry id, idle_ms
+-- Mark the entry idle for longer than the lease: the next XAUTOCLAIM hands it out again.
+return #redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'JUSTID')
+"""

@@ -66,12 +66,19 @@ def backend(request: pytest.FixtureRequest) -> StandaloneBackend | ClusterBacken
 
 
 @pytest.fixture
-def make_queue(backend: StandaloneBackend | ClusterBackend) -> Iterator:
+def engine() -> str:
+    """The queue engine; test modules that cover every engine override this with params."""
+    return "list"
+
+
+@pytest.fixture
+def make_queue(backend: StandaloneBackend | ClusterBackend, engine: str) -> Iterator:
     """Factory for queues with a unique name on the current backend; purged and closed after."""
     made: list[TaskQueue] = []
 
     def make(**kwargs: object) -> TaskQueue:
         kwargs.setdefault("name", f"t-{uuid.uuid4().hex[:8]}")
+        kwargs.setdefault("engine", engine)
         queue = TaskQueue(**backend.connection(), **kwargs)  # type: ignore[arg-type]
         made.append(queue)
         return queue
