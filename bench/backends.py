@@ -44,8 +44,9 @@ def read_effective(client: redis.Redis) -> dict[str, Any]:
     info = client.info()
     config = client.config_get("maxmemory*") | client.config_get("cluster-node-timeout")
     return {
-        "server_version": info.get("redis_version"),
-        "server_name": info.get("server_name", "redis"),
+        # Valkey reports a compatible redis_version; its own version is valkey_version.
+        "server_version": info.get("valkey_version") or info.get("redis_version"),
+        "server_name": info.get("server_name") or "redis",
         "role": info.get("role"),
         "maxmemory": int(config.get("maxmemory", info.get("maxmemory", 0))),
         "maxmemory_policy": config.get("maxmemory-policy", info.get("maxmemory_policy")),

