@@ -96,6 +96,8 @@ def build(spec: str, connection: dict[str, Any], options: Any) -> Any:
         raise
     except ImportError as exc:
         raise UsageError(f"--queue {spec!r}: {exc}") from None
+    except TypeError as exc:
+        raise UsageError(f"--queue {spec!r}: the factory must accept (connection, options): {exc}") from None
     except ValueError as exc:
         raise UsageError(f"--queue {spec!r}: {exc}") from None
     missing = [name for name in REQUIRED if not callable(getattr(adapter, name, None))]

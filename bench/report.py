@@ -162,7 +162,7 @@ def markdown(run: Run) -> str:
     ]
     rows = [
         [
-            c["id"],
+            c["id"] + (" (drain timed out: LOST is an upper bound)" if c["audit"].get("lost_is_upper_bound") else ""),
             *(
                 _n(c["audit"].get(k))
                 for k in (
@@ -174,6 +174,7 @@ def markdown(run: Run) -> str:
                     "lost",
                     "lost_ambiguous",
                     "delivered_after_reject",
+                    "still_queued",
                 )
             ),
         ]
@@ -193,6 +194,7 @@ def markdown(run: Run) -> str:
                 "LOST",
                 "lost (ambiguous)",
                 "delivered after reject",
+                "still queued at drain timeout",
             ],
             rows,
         ),

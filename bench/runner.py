@@ -79,7 +79,9 @@ class Runner:
     # -- whole run ------------------------------------------------------------------------------
 
     def check(self) -> None:
-        """Refuse before anything starts: what the chosen backend cannot do."""
+        """Refuse before anything starts: unknown adapters, what the chosen backend cannot do."""
+        for spec in {c.params["queue"] for c in self.scenario.cells if c.params["queue"]}:
+            adapters.resolve(spec)
         if self.external is None:
             return
         for cell in self.scenario.cells:
@@ -241,6 +243,12 @@ class Runner:
             raise KeyboardInterrupt
         return result
 
+    def _raise_usage_error(self, rep_dir: Path, returncode: int | None) -> None:
+        """Locust refused the cell's options (exit 2): the whole run stops with its message."""
+        if returncode == 2 and (line := _usage_line(rep_dir)):
+            self.summary["incomplete_reason"] = f"cell refused: {line}"
+            raise UsageError(line)
+
     def collect(
         self,
         cell: Cell,
@@ -256,24 +264,30 @@ class Runner:
         try:
             load = json.loads((rep_dir / "summary.json").read_text())
         except (OSError, ValueError):
+            self._raise_usage_error(rep_dir, returncode)
             tail = (
                 (rep_dir / "locust.log").read_text(errors="replace")[-600:] if (rep_dir / "locust.log").exists() else ""
             )
             return {"complete": False, "incomplete_reason": f"locust wrote no results (exit {returncode}): {tail}"}
         start = datetime.fromisoformat(load["started_at"]).timestamp()
+        self._raise_usage_error(rep_dir, returncode)
         audit_file = rep_dir / "audit-ids.json.gz"
         audit = AuditLog.load(audit_file) if audit_file.exists() else AuditLog()
         drain = drain_queue(connection, params, queue_name, audit)
         audit.save(audit_file)
         if sampler:
             sampler.write(rep_dir / "info.csv", start)
+        counts = count(audit)
+        if not drain["complete"]:  # still queued is not lost: say how sure the number is
+            counts["still_queued"] = max(0, drain["left_ready"]) + max(0, drain["left_inflight"])
+            counts["lost_is_upper_bound"] = 1
         result = {
             "complete": bool(load.get("complete")) and returncode == 0 and drain["complete"],
             "incomplete_reason": load.get("incomplete_reason") or (None if drain["complete"] else "drain timed out"),
             "ops": load.get("ops", {}),
             "errors": load.get("errors", {}),
             "effective": load.get("effective", {}),
-            "audit": count(audit),
+            "audit": counts,
             "drain": drain,
             "counters": load.get("counters", {}),
             "server": {"peak_used_memory": sampler.peak("used_memory"), "evicted_keys": sampler.peak("evicted_keys")}
@@ -284,6 +298,14 @@ class Runner:
             result["fault"] = faults.timeline(events, start, load.get("partition_timeline"), params["fault_partition"])
             result["complete"] = result["complete"] and result["fault"]["restore_ok"]
         return result
+
+
+def _usage_line(rep_dir: Path) -> str | None:
+    try:
+        lines = (rep_dir / "locust.log").read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    return next((ln.split("error: ", 1)[1] for ln in lines if "locust: error: " in ln), None)
 
 
 def locust_command(params: dict[str, Any], connection: dict[str, Any], queue_name: str, rep_dir: Path) -> list[str]:

@@ -7,8 +7,8 @@ from redis.cluster import ClusterNode
 
 from taskqueue.codec import IdFactory, decode_record, encode_record
 from taskqueue.keys import partition_keys
-from taskqueue.task import partition_of
 from taskqueue.settings import QueueSettings, backend_from_env, parse_nodes, redact_url
+from taskqueue.task import partition_of
 
 
 def test_seed_node_formats() -> None:
