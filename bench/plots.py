@@ -170,6 +170,12 @@ def pool_sizes(runs: list[Run]) -> Figure | None:
     return fig
 
 
+def _memory_label(cell: dict[str, Any], run: Run, many: bool) -> str:
+    p = cell["params"]
+    label = cell_label(cell, run, many)
+    return label if p["maxmemory_policy"] in label else f"{label}\n{p['maxmemory_policy']} {p['maxmemory']}"
+
+
 def memory_policies(runs: list[Run]) -> Figure | None:
     """Per policy: tasks ok / delivered / lost / rejected, and used memory + evictions over time."""
     items = _cells(runs, lambda c: str(c["params"].get("maxmemory", "0")) not in ("0", ""))
@@ -189,13 +195,7 @@ def memory_policies(runs: list[Run]) -> Figure | None:
         bars = ax1.bar(x + (i - 1.5) * width, values, width, label=name, color=color)
         if key == "lost":
             ax1.bar_label(bars, labels=[f"{v:,}" if v else "0" for v in values], fontsize=8, color="tab:red")
-    ax1.set_xticks(
-        x,
-        [
-            f"{c['params']['maxmemory_policy']}\n{c['params']['maxmemory']}" + (f"\n{r.name}" if len(runs) > 1 else "")
-            for r, c in items
-        ],
-    )
+    ax1.set_xticks(x, [_memory_label(c, r, len(runs) > 1) for r, c in items], fontsize=8)
     ax1.set_ylabel("tasks")
     ax1.set_title("What happened to the tasks")
     ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4)
@@ -210,7 +210,9 @@ def memory_policies(runs: list[Run]) -> Figure | None:
         if not rows:
             continue
         t = [row["t_s"] for row in rows]
-        line = ax2.plot(t, [row["used_memory"] / 2**20 for row in rows], label=c["params"]["maxmemory_policy"])[0]
+        line = ax2.plot(
+            t, [row["used_memory"] / 2**20 for row in rows], label=_memory_label(c, r, len(runs) > 1).replace("\n", " ")
+        )[0]
         ax3.plot(t, [row["evicted_keys"] or 0 for row in rows], "--", color=line.get_color(), alpha=0.7)
     ax2.set_xlabel("seconds since cell start")
     ax2.set_ylabel("used_memory (MiB, solid)")
@@ -218,7 +220,14 @@ def memory_policies(runs: list[Run]) -> Figure | None:
     ax2.set_title("Memory and evictions over time")
     ax2.legend(fontsize=8, loc="upper left")
     ax2.grid(alpha=0.3)
-    _title(fig, "maxmemory policies: evicting policies delete whole queue keys (tasks lost)", runs)
+    evicting = any(c["params"]["maxmemory_policy"] != "noeviction" for _, c in items)
+    _title(
+        fig,
+        "maxmemory policies: evicting policies delete whole queue keys (tasks lost)"
+        if evicting
+        else "At the memory limit (noeviction): enqueues rejected, nothing lost",
+        runs,
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     return fig
 
@@ -360,11 +369,20 @@ def _engine_of(cell: dict[str, Any]) -> str:
 
 def peers(runs: list[Run]) -> Figure | None:
     """Queue engines side by side at equal load: ops/s and end-to-end latency per engine."""
-    items = _cells(runs, lambda c: c["params"].get("fault", "none") == "none" and bool(c["ops"]))
+    items = _cells(
+        runs,
+        lambda c: (
+            c["params"].get("fault", "none") == "none"
+            and bool(c["ops"])
+            and str(c["params"].get("maxmemory", "0")) in ("0", "")
+        ),
+    )
     if len({_engine_of(c) for _, c in items}) < 2:
         return None
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5.5))
-    labels = [cell_label(c, r, len(runs) > 1) + f"\n[{_engine_of(c)}]" for r, c in items]
+    labels = [
+        cell_label(c, r, len(runs) > 1) + ("" if c["id"] in _engine_of(c) else f"\n[{_engine_of(c)}]") for r, c in items
+    ]
     x = np.arange(len(items))
     for i, (op, name) in enumerate((("enqueue", "enqueue"), ("ack", "dequeue+ack"))):
         ax1.bar(x + (i - 0.5) * 0.4, [c["ops"].get(op, {}).get("ops_per_s") or 0 for _, c in items], 0.4, label=name)
@@ -373,14 +391,14 @@ def peers(runs: list[Run]) -> Figure | None:
     ax1.set_title("Throughput")
     ax1.legend()
     ax1.grid(axis="y", alpha=0.3)
-    for i, (key, name) in enumerate((("p50_us", "p50"), ("p99_us", "p99"))):
-        for j, op in enumerate(("enqueue", "e2e")):
+    for j, op in enumerate(("enqueue", "e2e")):
+        for i, (key, name) in enumerate((("p50_us", "p50"), ("p99_us", "p99"))):
             values = [(c["ops"].get(op, {}).get(key) or np.nan) / 1000 for _, c in items]
             ax2.bar(x + (2 * j + i - 1.5) * 0.2, values, 0.2, label=f"{op} {name}")
     ax2.set_yscale("log")
     ax2.set_xticks(x, labels, fontsize=8)
     ax2.set_ylabel("latency (ms, log)")
-    ax2.set_title("Latency: enqueue call and end to end (enqueue → dequeue)")
+    ax2.set_title("Latency: the enqueue call, and end to end (enqueue → dequeue, incl. backlog)")
     ax2.legend(fontsize=8)
     ax2.grid(axis="y", alpha=0.3)
     _title(fig, "Queue engines at equal load", runs)

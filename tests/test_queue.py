@@ -226,3 +226,34 @@ def test_oom_surfaces_as_queue_full_and_consumers_still_drain(standalone, engine
             r.config_set("maxmemory", 0)
             q.purge()
             q.close()
+
+
+def test_at_oom_raw_lmove_is_refused_while_both_engines_drain(standalone) -> None:
+    """Why the consumer scripts are allow-oom: at maxmemory under noeviction a plain LMOVE (the
+    classic reliable-queue pop) is refused, XREADGROUP is not, and both TaskQueue engines drain."""
+    from redis.exceptions import OutOfMemoryError
+
+    queues = {e: TaskQueue(standalone.url, name=f"drain-{e}", engine=e) for e in ("list", "stream")}
+    with standalone.server.client() as r:
+        r.rpush("raw:{oom}:src", *[b"x"] * 10)
+        r.xgroup_create("raw:{oom}:stream", "g", id="0", mkstream=True)
+        r.xadd("raw:{oom}:stream", {"f": "v"})
+        for q in queues.values():
+            q.enqueue(b"task")
+        r.config_set("maxmemory-policy", "noeviction")
+        r.config_set("maxmemory", 1)  # every write that may grow memory is now refused
+        try:
+            with pytest.raises(OutOfMemoryError):
+                r.lmove("raw:{oom}:src", "raw:{oom}:dst", "RIGHT", "LEFT")
+            assert r.xreadgroup("g", "c", {"raw:{oom}:stream": ">"}, count=1)
+            for q in queues.values():
+                with pytest.raises(QueueFull):
+                    q.enqueue(b"more")
+                task = q.dequeue(timeout=1.0)
+                assert task is not None and q.ack(task), q.engine.name
+        finally:
+            r.config_set("maxmemory", 0)
+            r.delete("raw:{oom}:src", "raw:{oom}:dst", "raw:{oom}:stream")
+            for q in queues.values():
+                q.purge()
+                q.close()
