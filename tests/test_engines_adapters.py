@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+LOCUST = [sys.executable, "-m", "locust", "-f", "locustfiles/queue.py", "--headless"]
 
 
 def bench_run(scenario: Path, out: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -69,25 +70,10 @@ def test_users_own_adapter_plugs_in(standalone, tmp_path: Path) -> None:
     out = tmp_path / "run"
     done = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            "locustfiles/queue.py",
-            "--headless",
-            "-u",
-            "2",
-            "-r",
-            "2",
-            "-t",
-            "2s",
-            "--redis-url",
+            *LOCUST,
+            *["-u", "2", "-r", "2", "-t", "2s", "--redis-url"],
             standalone.url,
-            "--queue",
-            "myqueue:factory",
-            "--queue-name",
-            "mine",
-            "--results-dir",
+            *["--queue", "myqueue:factory", "--queue-name", "mine", "--results-dir"],
             str(out),
         ],
         cwd=ROOT,
@@ -114,17 +100,8 @@ def test_users_own_adapter_plugs_in(standalone, tmp_path: Path) -> None:
 def test_bad_queue_value_exit_2(standalone, tmp_path: Path, value: str, needle: str) -> None:
     done = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            "locustfiles/queue.py",
-            "--headless",
-            "-u",
-            "1",
-            "-t",
-            "2s",
-            "--redis-url",
+            *LOCUST,
+            *["-u", "1", "-t", "2s", "--redis-url"],
             standalone.url,
             "--queue",
             value,
@@ -143,9 +120,13 @@ def test_bad_queue_value_exit_2(standalone, tmp_path: Path, value: str, needle: 
     bad = tmp_path / "bad.toml"
     bad.write_text(f'[params]\nqueue = "{value}"\n')
     run = subprocess.run(
-        [sys.executable, "-m", "bench", "run", str(bad)], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "bench", "run", str(bad), "--out", str(tmp_path / "out")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.returncode == 2 and "Traceback" not in run.stderr and needle in run.stderr, run.stderr[-800:]
 
 
 def test_server_bin_axis_records_the_server_version(tmp_path: Path) -> None:

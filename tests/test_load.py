@@ -22,9 +22,9 @@ def run_locust(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[s
     return subprocess.run([*LOCUST, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-def locust_counts(csv_prefix: Path) -> dict[str, int]:
-    with open(f"{csv_prefix}_stats.csv", newline="") as fh:
-        return {row["Name"]: int(row["Request Count"]) for row in csv.DictReader(fh) if row["Name"] != "Aggregated"}
+def locust_counts(json_file: Path) -> dict[str, int]:
+    """Locust's own request counts, from --json-file (written after the users stopped)."""
+    return {e["name"]: int(e["num_requests"]) for e in json.loads(json_file.read_text())}
 
 
 def check_results(out: Path, locust_csv: Path | None = None) -> dict:
@@ -57,25 +57,17 @@ def test_headless_run_writes_us_results(kind: str, request: pytest.FixtureReques
     target = ["--redis-url", backend.url] if kind == "standalone" else ["--cluster-nodes", ",".join(backend.nodes)]
     out = tmp_path / "run"
     done = run_locust(
-        "--headless",
-        "-u",
-        "4",
-        "-r",
-        "4",
-        "-t",
-        "3s",
+        *["--headless", "-u", "4", "-r", "4", "-t", "3s"],
         *target,
         "--queue-name",
         f"load-{kind}",
-        "--pool-size",
-        "8",
-        "--results-dir",
+        *["--pool-size", "8", "--results-dir"],
         str(out),
-        "--csv",
+        "--json-file",
         str(tmp_path / "locust"),
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    summary = check_results(out, tmp_path / "locust")
+    summary = check_results(out, tmp_path / "locust.json")
     assert summary["effective"]["queue"]["backend"] == kind
     if kind == "cluster":
         assert summary["effective"]["queue"]["partitions"] >= 3
@@ -85,26 +77,15 @@ def test_headless_run_writes_us_results(kind: str, request: pytest.FixtureReques
 def test_processes_2_merges_worker_histograms(standalone, tmp_path: Path) -> None:
     out = tmp_path / "run"
     done = run_locust(
-        "--headless",
-        "--processes",
-        "2",
-        "-u",
-        "4",
-        "-r",
-        "4",
-        "-t",
-        "4s",
-        "--redis-url",
+        *["--headless", "--processes", "2", "-u", "4", "-r", "4", "-t", "4s", "--redis-url"],
         standalone.url,
-        "--queue-name",
-        "load-procs",
-        "--results-dir",
+        *["--queue-name", "load-procs", "--results-dir"],
         str(out),
-        "--csv",
+        "--json-file",
         str(tmp_path / "locust"),
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    check_results(out, tmp_path / "locust")
+    check_results(out, tmp_path / "locust.json")
 
 
 def test_master_and_two_workers_on_loopback(standalone, tmp_path: Path) -> None:
@@ -113,27 +94,13 @@ def test_master_and_two_workers_on_loopback(standalone, tmp_path: Path) -> None:
     master = subprocess.Popen(
         [
             *LOCUST,
-            "--master",
-            "--master-bind-host",
-            "127.0.0.1",
-            "--master-bind-port",
+            *["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port"],
             str(port),
-            "--expect-workers",
-            "2",
-            "--headless",
-            "-u",
-            "4",
-            "-r",
-            "4",
-            "-t",
-            "4s",
-            "--redis-url",
+            *["--expect-workers", "2", "--headless", "-u", "4", "-r", "4", "-t", "4s", "--redis-url"],
             standalone.url,
-            "--queue-name",
-            "load-dist",
-            "--results-dir",
+            *["--queue-name", "load-dist", "--results-dir"],
             str(out),
-            "--csv",
+            "--json-file",
             str(tmp_path / "locust"),
         ],
         cwd=ROOT,
@@ -153,7 +120,7 @@ def test_master_and_two_workers_on_loopback(standalone, tmp_path: Path) -> None:
     try:
         output, _ = master.communicate(timeout=90)
         assert master.returncode == 0, output[-2000:]
-        summary = check_results(out, tmp_path / "locust")
+        summary = check_results(out, tmp_path / "locust.json")
         assert summary["locust"]["workers"] == 2
     finally:
         for proc in [master, *workers]:
@@ -165,20 +132,9 @@ def test_master_and_two_workers_on_loopback(standalone, tmp_path: Path) -> None:
 def test_open_loop_rate_records_corrected_and_service_latency(standalone, tmp_path: Path) -> None:
     out = tmp_path / "run"
     done = run_locust(
-        "--headless",
-        "-u",
-        "4",
-        "-r",
-        "4",
-        "-t",
-        "3s",
-        "--redis-url",
+        *["--headless", "-u", "4", "-r", "4", "-t", "3s", "--redis-url"],
         standalone.url,
-        "--queue-name",
-        "load-rate",
-        "--rate",
-        "400",
-        "--results-dir",
+        *["--queue-name", "load-rate", "--rate", "400", "--results-dir"],
         str(out),
     )
     assert done.returncode == 0, done.stderr[-2000:]
@@ -194,18 +150,9 @@ def test_interrupted_run_still_writes_incomplete_results(standalone, tmp_path: P
     proc = subprocess.Popen(
         [
             *LOCUST,
-            "--headless",
-            "-u",
-            "2",
-            "-r",
-            "2",
-            "-t",
-            "60s",
-            "--redis-url",
+            *["--headless", "-u", "2", "-r", "2", "-t", "60s", "--redis-url"],
             standalone.url,
-            "--queue-name",
-            "load-int",
-            "--results-dir",
+            *["--queue-name", "load-int", "--results-dir"],
             str(out),
         ],
         cwd=ROOT,
