@@ -161,7 +161,8 @@ class RQAdapter:
         from rq import Queue
 
         try:
-            found = Queue.dequeue_any([self.queue], timeout or None, connection=self.redis)
+            # RQ types its timeout as int; Redis (and RQ's LMOVE path) accept fractions of a second.
+            found = Queue.dequeue_any([self.queue], timeout or None, connection=self.redis)  # type: ignore[arg-type]
         except Exception as exc:
             if type(exc).__name__ == "DequeueTimeout":
                 return None

@@ -111,9 +111,9 @@ class Recorder:
                         "epoch_s": sec,
                         "operation": op,
                         "count": count,
-                        "p50_us": hist.get_value_at_percentile(50) if count else None,
-                        "p99_us": hist.get_value_at_percentile(99) if count else None,
-                        "max_us": hist.get_max_value() if count else None,
+                        "p50_us": hist.get_value_at_percentile(50) if hist is not None and count else None,
+                        "p99_us": hist.get_value_at_percentile(99) if hist is not None and count else None,
+                        "max_us": hist.get_max_value() if hist is not None and count else None,
                         "errors": sum(n for (o, _), n in errs.items() if o == op),
                         "warmup": not measured,
                     }

@@ -253,7 +253,7 @@ def markdown(run: Run) -> str:
     for c in run.cells:
         q = c.get("effective", {}).get("queue", {})
         nodes = c.get("effective", {}).get("servers", {}).get("nodes", {})
-        first = next(iter(nodes.values()), {})
+        first: dict[str, Any] = next(iter(nodes.values()), {})
         rows.append(
             [
                 c["id"],

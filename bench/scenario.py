@@ -153,9 +153,9 @@ def parse(data: dict[str, Any], source: str = "<scenario>", overrides: dict[str,
     explicit = [dict(c) for c in data.get("cells", [{}])] or [{}]
     _check_keys(params, "[params] ", problems)
     _check_keys(axes, "[axes] ", problems)
-    labels = [str(cell.pop("label", "")) if isinstance(cell, dict) else "" for cell in explicit]
-    for i, cell in enumerate(explicit):
-        _check_keys(cell, f"[[cells]] #{i + 1} ", problems)
+    labels = [str(entry.pop("label", "")) for entry in explicit]
+    for i, entry in enumerate(explicit):
+        _check_keys(entry, f"[[cells]] #{i + 1} ", problems)
     for key, values in axes.items():
         if not isinstance(values, list) or not values:
             problems.append(f"[axes] {key} must be a non-empty list of values")
@@ -169,7 +169,7 @@ def parse(data: dict[str, Any], source: str = "<scenario>", overrides: dict[str,
         for k, vals in axes.items()
         if isinstance(vals, list)
     }
-    cell_params = [
+    cell_params: list[dict[str, Any]] = [
         {k: _coerce(k, v, f"[[cells]] #{i + 1} ", problems) for k, v in c.items()} for i, c in enumerate(explicit)
     ]
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}

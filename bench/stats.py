@@ -43,12 +43,12 @@ def combine_repeats(repeats: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return {}
     out: dict[str, Any] = {}
     for key in repeats[0]:
-        vals = [r.get(key) for r in repeats if r.get(key) is not None]
+        vals: list[Any] = [r.get(key) for r in repeats if r.get(key) is not None]
         out[key] = statistics.median(vals) if vals else None
     out["repeats"] = len(repeats)
     unstable = []
     for key in SPREAD_FIELDS:
-        vals = [r[key] for r in repeats if r.get(key) is not None]
+        vals = [float(r[key]) for r in repeats if r.get(key) is not None]
         if vals:
             out[f"{key}_min"], out[f"{key}_max"] = min(vals), max(vals)
             out[f"{key}_spread"] = round(spread(vals), 4)
