@@ -67,6 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--redis-url", help="run on your own standalone server instead of an embedded one")
     run.add_argument("--cluster-nodes", help="run on your own cluster instead of an embedded one")
     run.add_argument("--allow-flush", action="store_true", help="allow FLUSHALL and CONFIG SET on your own server")
+    run.add_argument(
+        "--allow-failover",
+        action="store_true",
+        help="allow CLUSTER FAILOVER (failover, failover-force cells) on your own cluster",
+    )
+    run.add_argument(
+        "--docker",
+        action="store_true",
+        help="run on the docker-compose cluster (started if needed); faults go through the containers",
+    )
     run.add_argument("--no-charts", action="store_true", help="skip charts and report at the end")
     _add_server_options(run)
 
@@ -313,7 +323,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     }
     loaded = scenario.load(args.scenario, overrides)
     external = None
-    if args.redis_url or args.cluster_nodes:
+    if args.docker:
+        if args.redis_url or args.cluster_nodes:
+            raise UsageError("--docker runs on the compose cluster: drop --redis-url/--cluster-nodes")
+        docker.compose("up", "-d")
+        docker.wait_cluster_ok()
+        external = External(cluster_nodes=",".join(docker.COMPOSE_NODES), allow_flush=True, docker=True)
+    elif args.redis_url or args.cluster_nodes:
         if args.redis_url and args.cluster_nodes:
             raise UsageError("give --redis-url or --cluster-nodes, not both")
         if args.cluster_nodes:
@@ -323,7 +339,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 parse_nodes(args.cluster_nodes)
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
-        external = External(args.redis_url or "", args.cluster_nodes or "", args.allow_flush)
+        external = External(args.redis_url or "", args.cluster_nodes or "", args.allow_flush, args.allow_failover)
     if args.server_bin or not external:
         find_server_bin(args.server_bin)
     out = args.out or Path("results") / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{loaded.name}"
@@ -401,6 +417,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     out = args.out or Path("results") / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-demo"
     run_args = argparse.Namespace(
+        allow_failover=False,
+        docker=False,
         scenario="demo",
         duration=args.duration,
         warmup=None,

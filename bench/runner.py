@@ -51,6 +51,8 @@ class External:
     redis_url: str = ""
     cluster_nodes: str = ""
     allow_flush: bool = False
+    allow_failover: bool = False  # graceful CLUSTER FAILOVER kinds on an external cluster
+    docker: bool = False  # the docker-compose cluster: every fault kind, through the containers
 
     @property
     def kind(self) -> str:
@@ -88,8 +90,15 @@ class Runner:
             if cell.params["backend"] != self.external.kind:
                 wanted = cell.params["backend"]
                 raise UsageError(f"cell [{cell.id}] needs a {wanted} backend, the external one is {self.external.kind}")
-            if cell.params["fault"] != "none":
-                raise UsageError(f"cell [{cell.id}]: faults are only injected into embedded servers this suite started")
+            fault = cell.params["fault"]
+            if fault != "none" and not self.external.docker:
+                if fault not in ("failover", "failover-force"):
+                    raise UsageError(
+                        f"cell [{cell.id}]: fault {fault!r} needs servers this suite runs (embedded or "
+                        "--docker); on your own cluster only failover and failover-force are possible"
+                    )
+                if not self.external.allow_failover:
+                    raise UsageError(f"cell [{cell.id}]: a {fault} on your own cluster needs --allow-failover")
             if not self.external.allow_flush:
                 raise UsageError(
                     "bench run flushes and reconfigures the backend before every cell; on your own server that "
@@ -150,6 +159,12 @@ class Runner:
 
     def backend_for(self, params: dict[str, Any]) -> backends.Backend | External:
         if self.external is not None:
+            if params["fault"] != "none" and self.external.cluster_nodes:  # faults need the live topology
+                from taskqueue.settings import parse_nodes
+
+                from .remote import remote_cluster
+
+                return remote_cluster(parse_nodes(self.external.cluster_nodes), docker=self.external.docker)
             return self.external
         kind = params["backend"]
         server_bin = params.get("server_bin") or self.server_bin
@@ -176,8 +191,9 @@ class Runner:
             _flush_external(backend, config)
             return
         if isinstance(backend, backends.ClusterBackend):
-            config["cluster-node-timeout"] = str(params["node_timeout"])
-            backend.node_timeout_ms = params["node_timeout"]
+            if self.external is None:  # someone else's cluster keeps its node timeout (recorded as read)
+                config["cluster-node-timeout"] = str(params["node_timeout"])
+                backend.node_timeout_ms = params["node_timeout"]
             backend.wait_healthy(60)
         backend.configure({"maxmemory": "0"})  # flush needs room
         backend.flush()

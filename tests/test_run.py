@@ -164,3 +164,76 @@ def test_interrupted_run_writes_incomplete_summary_and_stops_servers(tmp_path: P
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is False and "interrupted" in summary["incomplete_reason"]
     assert_no_servers_left(summary)
+
+
+def test_external_cluster_only_graceful_failovers_with_explicit_flags(tmp_path: Path) -> None:
+    """A cluster this run did not start (here: `bench up`, as a user's own): refused without
+    --allow-flush / --allow-failover, kill refused always, a graceful failover runs and restores."""
+    from bench.servers import free_port
+
+    state = tmp_path / "state"
+    base = free_port(span=6, start=27600, bus_offset=10000)
+    up = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "up",
+            "cluster",
+            "--base-port",
+            str(base),
+            "--node-timeout",
+            "1000",
+            "--state-dir",
+            str(state),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert up.returncode == 0, up.stderr
+    nodes = ",".join(f"127.0.0.1:{base + i}" for i in range(3))
+    try:
+        scenario = tmp_path / "fo.toml"
+        scenario.write_text(
+            '[params]\nbackend = "cluster"\nduration = 4\nwarmup = 0\nusers = 2\nfault = "failover"\nfault_at = 1.5\n'
+        )
+        for flags, needle in (([], "--allow-failover"), (["--allow-failover"], "--allow-flush")):
+            refused = bench_run(str(scenario), "--cluster-nodes", nodes, *flags, "--out", str(tmp_path / "no"))
+            assert refused.returncode == 2 and needle in refused.stderr, refused.stderr
+        kill = tmp_path / "kill.toml"
+        kill.write_text('[params]\nbackend = "cluster"\nduration = 4\nfault = "kill"\nwarmup = 0\n')
+        refused = bench_run(str(kill), "--cluster-nodes", nodes, "--allow-flush", "--allow-failover")
+        assert refused.returncode == 2 and "needs servers this suite runs" in refused.stderr
+        out = tmp_path / "run"
+        done = bench_run(
+            str(scenario), "--cluster-nodes", nodes, "--allow-flush", "--allow-failover", "--out", str(out)
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        summary, cells = cells_by_id(out)
+        (cell,) = cells.values()
+        assert cell["fault"]["restore_ok"] and cell["fault"]["promoted_at_s"] is not None
+        assert cell["audit"]["lost"] == 0
+        assert "embedded_servers" not in summary
+    finally:
+        subprocess.run([sys.executable, "-m", "bench", "down", "--state-dir", str(state)], cwd=ROOT, timeout=60)
+
+
+def test_docker_fault_commands_and_loopback_guard() -> None:
+    from bench.remote import compose_container, docker_command, is_loopback
+
+    assert compose_container(7000) == "redis-cluster-node-1" and compose_container(7005) == "redis-cluster-node-6"
+    assert docker_command("kill", "redis-cluster-node-2") == [
+        "docker",
+        "kill",
+        "--signal",
+        "SIGKILL",
+        "redis-cluster-node-2",
+    ]
+    assert docker_command("stop", "x") == ["docker", "pause", "x"] and docker_command("cont", "x") == [
+        "docker",
+        "unpause",
+        "x",
+    ]
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and not is_loopback("10.1.2.3")
