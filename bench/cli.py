@@ -101,6 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, help="seconds per cell (default: the scenario's)")
     _add_server_options(demo)
 
+    overhead = sub.add_parser(
+        "overhead", help="Locust TaskQueue.enqueue vs Locust raw LPUSH vs redis-benchmark, one run"
+    )
+    overhead.add_argument("--users", type=int, default=20)
+    overhead.add_argument("--seconds", type=int, default=8)
+    overhead.add_argument("--repeats", type=int, default=3)
+    overhead.add_argument("--json", type=Path, help="also write the numbers to this file")
+    _add_server_options(overhead)
+
     quick = sub.add_parser("quick", help="TaskQueue vs raw redis-py through one client on both backends")
     quick.add_argument("--tasks", type=int, default=3000)
     quick.add_argument("--repeats", type=int, default=3)
@@ -493,6 +502,32 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_overhead(args: argparse.Namespace) -> int:
+    import json
+
+    from .overhead import measure
+
+    if args.users < 1 or args.seconds < 2 or args.repeats < 1:
+        raise UsageError("--users >= 1, --seconds >= 2, --repeats >= 1")
+    result = measure(args.users, args.seconds, args.repeats, args.server_bin)
+    table = Table(title=f"one run, {args.repeats} interleaved repeats, {args.users} users, one Locust process")
+    for col in ("load", "median ops/s", "repeats"):
+        table.add_column(col, justify="right")
+    for name, value in result["median_ops_per_s"].items():
+        table.add_row(name, f"{value:,.0f}", ", ".join(f"{v:,.0f}" for v in result["samples"][name]))
+    console.print(table)
+    console.print(
+        f"TaskQueue.enqueue / raw LPUSH (both through Locust): {result['enqueue_vs_raw_lpush']:.2f}x · "
+        f"raw LPUSH through Locust / redis-benchmark: {result['raw_lpush_vs_redis_benchmark']:.2f}x · "
+        f"enqueue / redis-benchmark: {result['enqueue_vs_redis_benchmark']:.2f}x"
+    )
+    cost = result["harness_us_per_op"]
+    console.print("harness per operation: " + ", ".join(f"{k} {v:.2f} µs" for k, v in cost.items()))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
 COMMANDS = {
     "up": cmd_up,
     "status": cmd_status,
@@ -504,6 +539,7 @@ COMMANDS = {
     "report": cmd_report,
     "compare": cmd_compare,
     "quick": cmd_quick,
+    "overhead": cmd_overhead,
 }
 
 

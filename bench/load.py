@@ -188,6 +188,27 @@ def produce() -> None:
     _fire(op, us / 1000, len(STATE.payload) * batch, None)
 
 
+def raw_lpush() -> None:
+    """The baseline: one bare redis-py LPUSH through the queue's own client, timed, recorded and
+    reported exactly like ``produce()``, so the two differ only by what TaskQueue adds."""
+    client = STATE.queue.client
+    started = time.perf_counter()
+    try:
+        client.lpush("bench:{raw}:lpush", STATE.payload)
+    except Exception as exc:
+        _failed("raw_lpush", started, _as_queue_error(exc))
+        return
+    us = (time.perf_counter() - started) * 1e6
+    STATE.recorder.record("raw_lpush", us)
+    _fire("raw_lpush", us / 1000, len(STATE.payload), None)
+
+
+def _as_queue_error(exc: Exception) -> TaskQueueError:
+    from taskqueue.errors import translate
+
+    return exc if isinstance(exc, TaskQueueError) else translate(exc)
+
+
 def consume() -> None:
     """Blocking dequeue, simulated processing, ack; plus the task's end-to-end latency."""
     queue, opts, recorder = STATE.queue, STATE.opts, STATE.recorder

@@ -66,6 +66,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("--producer-weight", int, 1, "weight of ProducerUser"),
     Option("--consumer-weight", int, 1, "weight of ConsumerUser"),
     Option("--mixed-weight", int, 0, "weight of MixedUser (produces and consumes)"),
+    Option("--raw-lpush-weight", int, 0, "weight of RawLpushUser (bare redis-py LPUSH: the harness baseline)"),
     Option("--visibility-timeout", float, 30.0, "seconds before an un-acked task is redelivered"),
     Option("--dequeue-timeout", float, 0.5, "blocking dequeue timeout in s (below the 5 s socket timeout)"),
     Option("--sync-replicas", int, 0, "enqueue WAITs until this many replicas have the task (cluster)"),
@@ -109,6 +110,7 @@ class LoadOptions:
     producer_weight: int = 1
     consumer_weight: int = 1
     mixed_weight: int = 0
+    raw_lpush_weight: int = 0
     visibility_timeout: float = 30.0
     dequeue_timeout: float = 0.5
     sync_replicas: int = 0
@@ -157,9 +159,8 @@ class LoadOptions:
             problems.append(f"--processing-ms {self.processing_ms}: must be >= 0")
         if self.rate < 0:
             problems.append(f"--rate {self.rate}: must be >= 0 (0 = closed loop)")
-        if min(self.producer_weight, self.consumer_weight, self.mixed_weight) < 0 or not (
-            self.producer_weight or self.consumer_weight or self.mixed_weight
-        ):
+        weights = (self.producer_weight, self.consumer_weight, self.mixed_weight, self.raw_lpush_weight)
+        if min(weights) < 0 or not any(weights):
             problems.append("user weights must be >= 0 and not all 0")
         if self.visibility_timeout <= 0:
             problems.append(f"--visibility-timeout {self.visibility_timeout}: must be > 0")

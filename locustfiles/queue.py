@@ -55,3 +55,14 @@ class MixedUser(User):
     @task
     def consume(self) -> None:
         load.consume()
+
+
+class RawLpushUser(User):
+    """Baseline, off by default (``--raw-lpush-weight 1``): bare redis-py LPUSH with the same
+    timing, HDR recording and Locust event as ProducerUser, to measure what TaskQueue adds."""
+
+    wait_time = constant(0)
+
+    @task
+    def lpush(self) -> None:
+        load.raw_lpush()
