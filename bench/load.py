@@ -296,6 +296,7 @@ def _apply_weights(environment: Environment, opts: LoadOptions) -> None:
         "ProducerUser": opts.producer_weight,
         "ConsumerUser": opts.consumer_weight,
         "MixedUser": opts.mixed_weight,
+        "RawLpushUser": opts.raw_lpush_weight,
     }
     chosen = []
     for cls in environment.user_classes:

@@ -33,6 +33,7 @@ def check_results(out: Path, locust_csv: Path | None = None) -> dict:
     assert summary["complete"] is True
     assert ops["enqueue"]["count"] > 0 and ops["dequeue"]["count"] > 0 and ops["ack"]["count"] > 0
     assert summary["errors"] == {}
+    assert "raw_lpush" not in ops  # the baseline user only runs when asked (--raw-lpush-weight)
     # sub-millisecond latencies are present as µs values, not rounded to whole ms
     assert 0 < ops["enqueue"]["p50_us"] < 100_000 and ops["enqueue"]["p50_us"] % 1000 != 0
     assert ops["enqueue"]["p50_us"] <= ops["enqueue"]["p99_us"] <= ops["enqueue"]["max_us"]
