@@ -440,7 +440,7 @@ def _drain_options(params: dict[str, Any], queue_name: str) -> LoadOptions:
 
 
 def combine_cell(cell: Cell, repeats: list[dict[str, Any]]) -> dict[str, Any]:
-    done = [r for r in repeats if r.get("ops")]
+    done = [r for r in repeats if "ops" in r]  # every repeat Locust wrote results for, even if all calls failed
     ops_names = sorted({op for r in done for op in r["ops"]})
     ops = {op: combine_repeats([r["ops"][op] for r in done if op in r["ops"]]) for op in ops_names}
     errors: dict[str, Counter[str]] = {}

@@ -114,3 +114,21 @@ def test_audit_merge_and_save_roundtrip(tmp_path: Path) -> None:
     master.merge(worker.drain())
     master.save(tmp_path / "a.json.gz")
     assert count(AuditLog.load(tmp_path / "a.json.gz"))["delivered_unique"] == 1
+
+
+def test_a_repeat_where_every_call_failed_still_counts() -> None:
+    """A cell can fail completely (a tiny non-blocking pool starved by blocking dequeues):
+    its errors, audit and effective config must still reach the cell result."""
+    from bench.runner import combine_cell
+
+    cell = scenario.parse({"params": {"pool_size": 2}}).cells[0]
+    failed = {
+        "complete": True,
+        "ops": {},
+        "errors": {"enqueue": {"pool_exhausted": 7}},
+        "effective": {"queue": {"pool_size": 2}},
+        "audit": {"rejected": 7, "lost": 0},
+    }
+    combined = combine_cell(cell, [failed])
+    assert combined["errors"] == {"enqueue": {"pool_exhausted": 7}}
+    assert combined["audit"]["rejected"] == 7 and combined["effective"]["queue"]["pool_size"] == 2
