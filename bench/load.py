@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sys
 import time
 from dataclasses import asdict
@@ -313,7 +314,8 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     STATE.started_at = time.time()
     STATE.stopped_at = 0.0
     STATE.recorder = Recorder()
-    STATE.recorder.measure_from = STATE.started_at + opts.warmup
+    # Statistics cover whole seconds after the warm-up, and ops/s divides by exactly that window.
+    STATE.recorder.measure_from = math.ceil(STATE.started_at + opts.warmup) if opts.warmup > 0 else 0.0
     STATE.counters = dict.fromkeys(STATE.counters, 0)
     STATE.payload = b"x" * opts.payload_bytes
     STATE.audit = AuditLog() if opts.audit else None
@@ -415,7 +417,7 @@ def write_results() -> Path | None:
     ended = STATE.stopped_at or time.time()
     elapsed = ended - STATE.started_at
     complete = not run_time or elapsed >= float(run_time) - 1.0
-    measure_from = STATE.started_at + opts.warmup
+    measure_from = STATE.recorder.measure_from or STATE.started_at
     if not STATE.effective:
         STATE.effective = _read_effective(opts)
     if STATE.results_dir is None:

@@ -40,7 +40,7 @@ class Recorder:
         self.cumulative: dict[str, HdrHistogram] = {}  # measured (post-warm-up) seconds only
         self.errors: Counter[tuple[str, str]] = Counter()  # measured seconds only
         self.errors_all: Counter[tuple[str, str]] = Counter()  # including warm-up
-        self.measure_from: float = 0.0  # epoch s; earlier seconds are warm-up
+        self.measure_from: float = 0.0  # epoch s on a whole second; earlier seconds are warm-up
         self.measured_seconds: set[int] = set()
 
     # -- hot path -------------------------------------------------------------------------------
@@ -97,7 +97,7 @@ class Recorder:
         for sec in sorted(s for s in self._open if s < before):
             ops = self._open.pop(sec)
             errs = self._open_errors.pop(sec, Counter())
-            measured = sec >= math.floor(self.measure_from)
+            measured = sec >= self.measure_from
             if measured:
                 self.measured_seconds.add(sec)
             self.errors_all.update(errs)

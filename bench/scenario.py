@@ -65,7 +65,9 @@ PARAMS: dict[str, Param] = {
     "fault_partition": Param(int, 0, _nonneg, "partition index whose master is hit"),
     "node_timeout": Param(int, 2000, lambda x: 100 <= x <= 60_000, "ms 100..60000", cluster_only=True),
     "engine": Param(str, "list", lambda x: x in ("list", "stream"), "list or stream"),
-    "queue": Param(str, "", lambda x: x == "" or ":" in x, "expected module:factory, e.g. bench.adapters:rq ('' = TaskQueue)"),
+    "queue": Param(
+        str, "", lambda x: x == "" or ":" in x, "expected module:factory, e.g. bench.adapters:rq ('' = TaskQueue)"
+    ),
     "server_bin": Param(str, "", lambda x: True, "'' (default lookup) or a redis-server/valkey-server path or name"),
     "sync_replicas": Param(int, 0, lambda x: 0 <= x <= 5, "0..5 (enqueue WAITs for N replicas)", cluster_only=True),
 }
