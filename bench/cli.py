@@ -16,6 +16,7 @@ from . import backends, docker, validate
 from .backends import BackendSpec
 from .errors import UsageError
 from .servers import find_server_bin, free_port
+from .tables import demo_table, external_table, num, run_table, status_table
 
 # Wide when piped (logs, CI), so tables are not cut at 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -169,75 +170,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def status_table(backend: backends.Backend) -> Table:
-    table = Table(title=f"{backend.kind}")
-    for col in ("node", "pid", "role", "slots", "used memory", "maxmemory", "policy", "state"):
-        table.add_column(col)
-    topology = {}
-    if isinstance(backend, backends.ClusterBackend):
-        try:
-            topology = {n.address: n for n in backend.topology()}
-        except RuntimeError:
-            topology = {}
-    for server in backend.servers:
-        if not server.is_alive():
-            table.add_row(server.address, str(server.pid), "-", "-", "-", "-", "-", "[red]down[/]")
-            continue
-        with server.client() as r:
-            info = r.info()
-            state = "ok"
-            if isinstance(backend, backends.ClusterBackend):
-                state = backends._cluster_info(r).get("cluster_state", "?")
-        node = topology.get(server.address)
-        table.add_row(
-            server.address,
-            str(server.pid),
-            info.get("role", "?"),
-            str(node.slot_count) if node else "-",
-            str(info.get("used_memory_human")),
-            str(info.get("maxmemory_human")),
-            str(info.get("maxmemory_policy")),
-            state,
-        )
-    return table
-
-
-def external_table(redis_url: str | None, cluster_nodes: str | None) -> Table:
-    """Read-only INFO of a user's own servers: never flushes, configures or stops anything."""
-    import redis
-
-    from taskqueue.settings import parse_nodes, redact_url
-
-    targets: list[tuple[str, redis.Redis]] = []
-    try:
-        if redis_url:
-            targets.append((redact_url(redis_url), redis.Redis.from_url(redis_url, socket_timeout=2)))
-        for host, port in parse_nodes(cluster_nodes) if cluster_nodes else []:
-            targets.append((f"{host}:{port}", redis.Redis(host=host, port=port, socket_timeout=2)))
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    table = Table(title="external (read-only)")
-    for col in ("node", "version", "role", "used memory", "maxmemory", "policy"):
-        table.add_column(col)
-    for name, client in targets:
-        try:
-            info = client.info()
-        except redis.RedisError as exc:
-            table.add_row(name, f"[red]{exc}[/]", "", "", "", "")
-            continue
-        finally:
-            client.close()
-        table.add_row(
-            name,
-            str(info.get("redis_version")),
-            str(info.get("role")),
-            str(info.get("used_memory_human")),
-            str(info.get("maxmemory_human")),
-            str(info.get("maxmemory_policy")),
-        )
-    return table
-
-
 def cmd_down(args: argparse.Namespace) -> int:
     state_dir = args.state_dir or backends.default_state_dir()
     stopped = backends.down(state_dir)
@@ -273,31 +205,6 @@ def cmd_quick(args: argparse.Namespace) -> int:
             backend.stop()
     console.print(demo_table(results))
     return 0
-
-
-def demo_table(results: dict) -> Table:
-    table = Table(title="TaskQueue vs raw redis-py, same client, same run (median ops/s of repeats)")
-    for col in ("backend", "operation", "ops/s", "min..max", "vs raw", "server", "pool"):
-        table.add_column(col, justify="right")
-    for kind, (rates, described) in results.items():
-        by_name = {r.name: r for r in rates}
-        ref = {"enqueue": "raw LPUSH", "dequeue+ack": "raw LMOVE+LREM"}
-        for rate in rates:
-            ratio = f"{rate.ops_per_s / by_name[ref[rate.name]].ops_per_s:.2f}x" if rate.name in ref else ""
-            table.add_row(
-                kind,
-                rate.name,
-                f"{rate.ops_per_s:,.0f}",
-                f"{rate.low:,.0f}..{rate.high:,.0f}",
-                ratio,
-                f"{described['server_name']} {described['server_version']}",
-                str(described["pool_size"]),
-            )
-    if {"standalone", "cluster"} <= results.keys():
-        s = {r.name: r.ops_per_s for r in results["standalone"][0]}
-        c = {r.name: r.ops_per_s for r in results["cluster"][0]}
-        table.caption = " · ".join(f"cluster/standalone {k}: {c[k] / s[k]:.2f}x" for k in ("enqueue", "dequeue+ack"))
-    return table
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
@@ -373,53 +280,6 @@ def _charts_and_report(out: Path) -> None:
     console.print(f"charts: {len(charts)} in {out / 'charts'}; report: {out / 'report.md'}")
 
 
-def run_table(summary: dict) -> Table:
-    table = Table(title=f"{summary['scenario']}: per cell (median of repeats; µs)")
-    for col in (
-        "cell",
-        "enqueue/s",
-        "enq p50",
-        "enq p99",
-        "deq+ack/s",
-        "errors",
-        "ok",
-        "rejected",
-        "ambig.",
-        "lost",
-        "dup",
-        "fault: unavail. s",
-        "note",
-    ):
-        table.add_column(col, justify="right")
-    for cell in summary["cells"]:
-        ops, audit, fault = cell["ops"], cell["audit"], cell.get("fault") or {}
-        enq = ops.get("enqueue") or ops.get("enqueue_many") or {}
-        errors = sum(sum(kinds.values()) for kinds in cell["errors"].values())
-        note = ", ".join(
-            filter(None, ["unstable" if cell["unstable"] else "", "" if cell["complete"] else "incomplete"])
-        )
-        table.add_row(
-            escape(cell["id"]),
-            _num(enq.get("ops_per_s")),
-            _num(enq.get("p50_us")),
-            _num(enq.get("p99_us")),
-            _num((ops.get("ack") or {}).get("ops_per_s")),
-            f"{errors:,}",
-            f"{audit.get('enqueued_ok', 0):,}",
-            f"{audit.get('rejected', 0):,}",
-            f"{audit.get('ambiguous', 0):,}",
-            f"{audit.get('lost', 0):,}",
-            f"{audit.get('duplicates', 0):,}",
-            _num(fault.get("unavailable_s"), 2),
-            note,
-        )
-    return table
-
-
-def _num(value: float | None, digits: int = 0) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     """`make demo`: the demo scenario end to end, charts and report, every server stopped."""
     from datetime import datetime
@@ -488,8 +348,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             escape(r["cell"]),
             r["operation"],
             r["metric"],
-            _num(r["a"]),
-            _num(r["b"]),
+            num(r["a"]),
+            num(r["b"]),
             "-" if r["ratio"] is None else f"{r['ratio']:.2f}x",
             f"[{colors[verdict]}]{verdict}[/]" if verdict in colors else verdict,
         )

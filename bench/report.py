@@ -157,7 +157,20 @@ def markdown(run: Run) -> str:
     parts += [
         "## Throughput and latency (median of repeats; latencies in µs from HdrHistogram)",
         "",
-        _table(["cell", "enqueue/s", "enq p50", "enq p99", "enq p99.9", "deq p50", "ack/s", "errors", "notes"], rows),
+        _table(
+            [
+                "cell",
+                "enqueue/s",
+                "enq p50",
+                "enq p99",
+                "enq p99.9",
+                "deq p50",
+                "ack/s",
+                "errors (after warm-up)",
+                "notes",
+            ],
+            rows,
+        ),
         "",
     ]
     rows = [
@@ -182,6 +195,8 @@ def markdown(run: Run) -> str:
     ]
     parts += [
         "## Task audit: every task accounted for",
+        "",
+        "Every task of the cell, warm-up included, after the queue was drained.",
         "",
         _table(
             [
