@@ -40,16 +40,7 @@ DEFAULT = "bench.adapters:taskqueue"
 
 def taskqueue(connection: dict[str, Any], options: Any) -> TaskQueue:
     """Our TaskQueue with the engine of ``--engine``."""
-    return TaskQueue(
-        **connection,
-        name=options.queue_name,
-        partitions=options.partitions or None,
-        pool_size=options.pool_size,
-        pool_blocking=options.pool_blocking,
-        visibility_timeout=options.visibility_timeout,
-        sync_replicas=options.sync_replicas,
-        engine=getattr(options, "engine", "list"),
-    )
+    return TaskQueue(**_common(connection, options), engine=getattr(options, "engine", "list"))
 
 
 def list_engine(connection: dict[str, Any], options: Any) -> TaskQueue:

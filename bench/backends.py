@@ -105,7 +105,8 @@ class ClusterBackend:
         return [s.address for s in self.servers]
 
     def connection(self) -> dict[str, Any]:
-        return {"cluster_nodes": self.nodes}
+        # The seed's REDIS_CLUSTER_NODES form: usable by TaskQueue and as a command-line value alike.
+        return {"cluster_nodes": ",".join(self.nodes)}
 
     def server_at(self, address: str) -> RedisServer:
         for server in self.servers:

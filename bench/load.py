@@ -101,7 +101,7 @@ def resolve_connection(opts: LoadOptions) -> tuple[dict[str, Any], backends.Back
     for kind in ("cluster", "standalone") if opts.backend == "auto" else (opts.backend,):
         running = backends.attach(state_dir, kind)
         if running is not None and all(s.is_alive() for s in running.servers):
-            return _as_strings(running.connection()), None
+            return running.connection(), None
     kind = "standalone" if opts.backend == "auto" else opts.backend
     from .servers import free_port
 
@@ -111,13 +111,7 @@ def resolve_connection(opts: LoadOptions) -> tuple[dict[str, Any], backends.Back
 
     spec = backends.BackendSpec(kind=kind, port=port, state_dir=Path(tempfile.mkdtemp(prefix="locust-tq-")))
     backend = backends.start_backend(spec)
-    return _as_strings(backend.connection()), backend
-
-
-def _as_strings(connection: dict[str, Any]) -> dict[str, Any]:
-    if "cluster_nodes" in connection and not isinstance(connection["cluster_nodes"], str):
-        return {"cluster_nodes": ",".join(connection["cluster_nodes"])}
-    return connection
+    return backend.connection(), backend
 
 
 def make_queue(opts: LoadOptions, connection: dict[str, Any]) -> Any:
@@ -321,20 +315,20 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     STATE.audit = AuditLog() if opts.audit else None
     STATE.timeline = PartitionTimeline()
     STATE.worker_timelines = {}
+    if not STATE.is_master:  # the queue this process loads (a restart from the web UI replaces it)
+        if STATE.queue is not None:
+            STATE.queue.close()
+        try:
+            STATE.queue = make_queue(opts, STATE.connection or opts.connection())
+        except UsageError as exc:
+            sys.stderr.write(f"locust: error: {exc}\n")
+            raise SystemExit(2) from None
     if not STATE.is_worker:  # read back before any fault can take a node away
-        STATE.effective = _read_effective(opts)
+        STATE.effective = _read_effective(opts, STATE.queue)
     if STATE.is_master:
         STATE.workers = environment.runner.worker_count if environment.runner else 0  # type: ignore[union-attr,attr-defined]
         STATE.greenlets.append(gevent.spawn(_finalizer_loop))
         return
-    connection = STATE.connection or {
-        k: v for k, v in (("redis_url", opts.redis_url), ("cluster_nodes", opts.cluster_nodes)) if v
-    }
-    try:
-        STATE.queue = make_queue(opts, connection)
-    except UsageError as exc:
-        sys.stderr.write(f"locust: error: {exc}\n")
-        raise SystemExit(2) from None
     if opts.rate > 0:
         processes = getattr(environment.parsed_options, "expect_workers", 1) if STATE.is_worker else 1
         STATE.schedule = Schedule(per_process_rate(opts.rate, processes), time.perf_counter())
@@ -419,7 +413,7 @@ def write_results() -> Path | None:
     complete = not run_time or elapsed >= float(run_time) - 1.0
     measure_from = STATE.recorder.measure_from or STATE.started_at
     if not STATE.effective:
-        STATE.effective = _read_effective(opts)
+        STATE.effective = _read_effective(opts, STATE.queue)
     if STATE.results_dir is None:
         stamp = datetime.fromtimestamp(STATE.started_at, UTC).strftime("%Y%m%dT%H%M%SZ")
         STATE.results_dir = Path(opts.results_dir or f"results/locust-{stamp}")
@@ -452,18 +446,18 @@ def write_results() -> Path | None:
     return out
 
 
-def _read_effective(opts: LoadOptions) -> dict[str, Any]:
-    """Configuration read back from the client and the servers, never just what was asked for."""
-    connection = STATE.connection or {
-        k: v for k, v in (("redis_url", opts.redis_url), ("cluster_nodes", opts.cluster_nodes)) if v
-    }
+def _read_effective(opts: LoadOptions, queue: Any = None) -> dict[str, Any]:
+    """Configuration read back from the client and the servers, never just what was asked for.
+    The master has no queue of its own: it builds one just to read it back."""
+    connection = STATE.connection or opts.connection()
     out: dict[str, Any] = {}
     try:
-        probe = make_queue(opts, connection)
+        probe = queue or make_queue(opts, connection)
         try:
             out["queue"] = probe.describe()
         finally:
-            probe.close()
+            if probe is not queue:
+                probe.close()
         out["servers"] = backends.effective_of(connection)
     except Exception as exc:  # the run's numbers are still worth writing
         out["error"] = f"could not read effective config: {exc}"

@@ -126,12 +126,6 @@ class Recorder:
         if self._sec not in self._open:
             self._sec = -1
 
-    def live_rate(self, op: str, window_s: int = 3) -> float:
-        """ops/s of ``op`` over the last complete seconds (for progress displays)."""
-        now = int(self._clock())
-        rows = [r for r in self.rows[-200:] if r["operation"] == op and now - window_s - 1 <= r["epoch_s"] < now]
-        return sum(r["count"] for r in rows) / window_s if rows else 0.0
-
 
 class PartitionTimeline:
     """Per partition: first error, last error, and the first success after the last error (epoch s).

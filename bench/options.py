@@ -174,6 +174,10 @@ class LoadOptions:
             raise UsageError("; ".join(problems))
         return self
 
+    def connection(self) -> dict[str, Any]:
+        """The external target these options name: ``{"redis_url": …}`` or ``{"cluster_nodes": …}``."""
+        return {k: v for k, v in (("redis_url", self.redis_url), ("cluster_nodes", self.cluster_nodes)) if v}
+
     def as_args(self) -> list[str]:
         """Command-line form, for starting ``locust`` from ``bench run``."""
         args = []

@@ -14,7 +14,6 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 from .backends import BackendSpec, start_backend
 from .errors import UsageError
-from .runner import LOCUSTFILE
+from .runner import headless_locust
 from .servers import free_port
 
 
@@ -50,18 +49,7 @@ def locust_rate(url: str, user: str, users: int, seconds: int, work: Path) -> fl
     }[user]
     out = work / f"{user}-{time.monotonic_ns()}"
     cmd = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
-        "--headless",
-        "-u",
-        str(users),
-        "-r",
-        str(users),
-        "-t",
-        f"{seconds}s",
+        *headless_locust(users, users, seconds),
         "--redis-url",
         url,
         "--warmup",

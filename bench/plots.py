@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .errors import UsageError
-from .runs import Run, cell_label, load_run
+from .runs import Run, cell_label, error_count, load_run
 
 OPS = ("enqueue", "dequeue", "ack", "e2e")
 PERCENTILES = (50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99)
@@ -141,7 +141,7 @@ def pool_sizes(runs: list[Run]) -> Figure | None:
         line = ax1.plot(xs, [e.get("ops_per_s") or 0 for e in enq], marker="o", label=name)[0]
         ax2.plot(xs, [e.get("p99_us") or np.nan for e in enq], marker="o", label=name, color=line.get_color())
         for x, c in zip(xs, group, strict=True):
-            exhausted = sum(k.get("pool_exhausted", 0) for k in c["errors"].values())
+            exhausted = error_count(c, "pool_exhausted")
             if exhausted:
                 y = c["ops"].get("enqueue", {}).get("ops_per_s") or 0
                 ax1.plot([x], [y], "x", color="tab:red", ms=12, mew=2)

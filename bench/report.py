@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .runs import Run, load_run
+from .runs import Run, error_count, load_run
 from .stats import ratio
 
 
@@ -48,7 +48,7 @@ def findings(run: Run) -> list[str]:
                     f"{_n(_enqueue(sa).get('p99_us'))} µs)"
                 )
     for c in cells:
-        exhausted = sum(k.get("pool_exhausted", 0) for k in c["errors"].values())
+        exhausted = error_count(c, "pool_exhausted")
         if exhausted:
             out.append(
                 f"pool {c['params']['pool_size']} (non-blocking) at {c['params']['users']} users: "
@@ -61,7 +61,7 @@ def findings(run: Run) -> list[str]:
             for p in plain
             if not p["params"]["pool_blocking"]
             and p["params"]["users"] == c["params"]["users"]
-            and not sum(k.get("pool_exhausted", 0) for k in p["errors"].values())
+            and not error_count(p, "pool_exhausted")
         ]
         if peers:
             big = max(peers, key=lambda p: p["params"]["pool_size"])

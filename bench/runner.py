@@ -10,7 +10,6 @@ embedded servers are stopped.
 
 from __future__ import annotations
 
-import csv
 import json
 import signal
 import subprocess
@@ -220,12 +219,11 @@ class Runner:
         self.prepare(backend, params)
         rep_dir.mkdir(parents=True, exist_ok=True)
         queue_name = f"cell{index}"
-        connection = _strings(backend.connection())
+        connection = backend.connection()
         sampler = InfoSampler(backend.servers) if not isinstance(backend, External) else None
         if sampler:
             sampler.start()
         injector = None
-        launched = time.time()
         with open(rep_dir / "locust.log", "w") as log:
             proc = subprocess.Popen(
                 locust_command(params, connection, queue_name, rep_dir), stdout=subprocess.DEVNULL, stderr=log
@@ -254,7 +252,7 @@ class Runner:
             if sampler:
                 sampler.stop()
         events = faults.restore(backend, injector) if isinstance(backend, backends.ClusterBackend) else None
-        result = self.collect(cell, rep_dir, connection, queue_name, launched, sampler, events, proc.returncode)
+        result = self.collect(cell, rep_dir, connection, queue_name, sampler, events, proc.returncode)
         if interrupted:
             raise KeyboardInterrupt
         return result
@@ -271,7 +269,6 @@ class Runner:
         rep_dir: Path,
         connection: dict[str, Any],
         queue_name: str,
-        launched: float,
         sampler: InfoSampler | None,
         events: faults.FaultEvents | None,
         returncode: int | None,
@@ -324,6 +321,24 @@ def _usage_line(rep_dir: Path) -> str | None:
     return next((ln.split("error: ", 1)[1] for ln in lines if "locust: error: " in ln), None)
 
 
+def headless_locust(users: int, spawn_rate: float, seconds: float) -> list[str]:
+    """The start of every headless Locust run of the suite's locustfile."""
+    return [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "-u",
+        str(users),
+        "-r",
+        str(spawn_rate),
+        "-t",
+        f"{max(1, round(seconds))}s",
+    ]
+
+
 def locust_command(params: dict[str, Any], connection: dict[str, Any], queue_name: str, rep_dir: Path) -> list[str]:
     opts = LoadOptions(
         redis_url=connection.get("redis_url", ""),
@@ -349,18 +364,7 @@ def locust_command(params: dict[str, Any], connection: dict[str, Any], queue_nam
     ).validated()
     users = params["users"]
     cmd = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(LOCUSTFILE),
-        "--headless",
-        "-u",
-        str(users),
-        "-r",
-        str(params["spawn_rate"] or users),
-        "-t",
-        f"{max(1, round(params['duration']))}s",
+        *headless_locust(users, params["spawn_rate"] or users, params["duration"]),
         "--stop-timeout",
         str(STOP_TIMEOUT_S),
         "--csv",
@@ -468,11 +472,6 @@ def _public(params: dict[str, Any]) -> dict[str, Any]:
     return {k: (redact_url(v) if isinstance(v, str) and "://" in v else v) for k, v in params.items()}
 
 
-def _strings(connection: dict[str, Any]) -> dict[str, Any]:
-    nodes = connection.get("cluster_nodes")
-    return {"cluster_nodes": ",".join(nodes)} if nodes and not isinstance(nodes, str) else connection
-
-
 def _flush_external(backend: External, config: dict[str, str]) -> None:
     import redis
     from redis.cluster import RedisCluster
@@ -491,8 +490,3 @@ def _flush_external(backend: External, config: dict[str, str]) -> None:
         for key, value in config.items():
             client.config_set(key, value)
     client.close()
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))

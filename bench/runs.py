@@ -98,6 +98,11 @@ def load_run(path: Path | str) -> Run:
     return Run(path, summary)
 
 
+def error_count(cell: dict[str, Any], kind: str) -> int:
+    """How many operations of a cell failed with this error class (all operations)."""
+    return sum(kinds.get(kind, 0) for kinds in cell["errors"].values())
+
+
 def cell_label(cell: dict[str, Any], run: Run | None = None, many_runs: bool = False) -> str:
     label = cell["id"]
     return f"{run.name}: {label}" if many_runs and run is not None else label
