@@ -9,8 +9,10 @@ adds what its drain delivered, and ``count()`` says what happened to every task:
 - ``ambiguous``: the call failed in a way that may or may not have stored it (timeout, lost
   connection mid-call, not replicated in time).
 - ``delivered_unique`` / ``duplicates`` (deliveries beyond the first).
-- ``lost``: enqueued ok, never delivered. ``lost_ambiguous``: ambiguous, never delivered
-  (cannot tell whether it was ever stored), kept apart.
+- ``lost``: enqueued ok, never delivered, after the queue was drained empty. ``lost_ambiguous``:
+  ambiguous, never delivered (cannot tell whether it was ever stored), kept apart. Before a drain
+  these are ``undelivered`` (may still be queued); after a drain that timed out they are
+  ``lost_upper_bound``: a number is only called lost when the suite is sure.
 - ``delivered_after_reject``: refused, yet delivered (a retry inside the client had stored it):
   reported, never hidden.
 """
@@ -71,7 +73,17 @@ class AuditLog:
         return log
 
 
-def count(log: AuditLog) -> dict[str, int]:
+LOST_NAMES = {
+    # What the never-delivered counts may be called, by how sure they are.
+    "drained": ("lost", "lost_ambiguous"),  # the queue was drained empty: not delivered means lost
+    "drain_timed_out": ("lost_upper_bound", "lost_ambiguous_upper_bound"),  # some may still be queued
+    "load": ("undelivered", "undelivered_ambiguous"),  # no drain yet: may simply still be queued
+}
+
+
+def count(log: AuditLog, stage: str = "drained") -> dict[str, int]:
+    """Every task's fate. ``stage`` names the never-delivered counts honestly (see LOST_NAMES)."""
+    lost_name, lost_ambiguous_name = LOST_NAMES[stage]
     ok, rejected, ambiguous = (set(log.produced[o]) for o in OUTCOMES)
     deliveries = Counter(log.deliveries)
     delivered = set(deliveries)
@@ -83,8 +95,8 @@ def count(log: AuditLog) -> dict[str, int]:
         "deliveries": sum(deliveries.values()),
         "delivered_unique": len(delivered & known),
         "duplicates": sum(n - 1 for task_id, n in deliveries.items() if n > 1),
-        "lost": len(ok - delivered),
-        "lost_ambiguous": len(ambiguous - delivered),
+        lost_name: len(ok - delivered),
+        lost_ambiguous_name: len(ambiguous - delivered),
         "delivered_ambiguous": len(ambiguous & delivered),
         "delivered_after_reject": len(rejected & delivered),
         "delivered_unknown": len(delivered - known),

@@ -95,7 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="B/A ratios per cell and operation, regressions flagged")
     compare.add_argument("run_a", type=Path, metavar="RUN_A")
     compare.add_argument("run_b", type=Path, metavar="RUN_B")
-    compare.add_argument("--fail-on-regression", action="store_true", help="exit 1 when any metric regressed")
+    compare.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help="exit 1 when any metric regressed (also judges cells with < 3 repeats instead of saying 'changed')",
+    )
 
     demo = sub.add_parser("demo", help="the main job: run the compact `demo` study, charts and report")
     demo.add_argument("--out", type=Path, help="results folder (default results/<timestamp>-demo)")
@@ -334,14 +338,21 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from . import report
+    from .runs import load_run
 
-    rows = report.compare(args.run_a, args.run_b)
+    run_a, run_b = load_run(args.run_a), load_run(args.run_b)
+    rows = report.compare(run_a, run_b, strict=args.fail_on_regression)
     if not rows:
         raise UsageError(f"no cells in common between {args.run_a} and {args.run_b} (cells are matched by id)")
+    differences = report.environment_differences(run_a, run_b)
+    if differences:
+        console.print("[yellow]warning: the two runs come from different environments; ratios mix both effects:[/]")
+        for line in differences:
+            console.print(f"[yellow]  {escape(line)}[/]")
     table = Table(title=f"B/A: {args.run_b} vs {args.run_a} (repeat medians)")
-    for col in ("cell", "operation", "metric", "A", "B", "B/A", "verdict"):
+    for col in ("cell", "operation", "metric", "A", "B", "B/A", "repeats", "verdict"):
         table.add_column(col, justify="right")
-    colors = {"regression": "red", "improvement": "green", "unstable": "yellow"}
+    colors = {"regression": "red", "improvement": "green", "unstable": "yellow", "changed": "magenta"}
     for r in rows:
         verdict = r["verdict"]
         table.add_row(
@@ -351,10 +362,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
             num(r["a"]),
             num(r["b"]),
             "-" if r["ratio"] is None else f"{r['ratio']:.2f}x",
+            str(r["repeats"]),
             f"[{colors[verdict]}]{verdict}[/]" if verdict in colors else verdict,
         )
     console.print(table)
-    console.print("regression/improvement: changed > 5 % and beyond both runs' repeat spread; unstable: spread > 10 %")
+    console.print(
+        "regression/improvement: changed > 5 % and beyond both runs' repeat spread; unstable: spread > 10 %; "
+        "changed: moved > 5 % but a cell has < 3 repeats, so its noise is unknown "
+        "(--fail-on-regression judges it anyway)"
+    )
     regressions = [r for r in rows if r["verdict"] == "regression"]
     if regressions and args.fail_on_regression:
         console.print(f"[red]{len(regressions)} regression(s)[/]")

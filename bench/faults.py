@@ -20,6 +20,7 @@ from redis.crc import key_slot
 
 from taskqueue.keys import partition_keys
 
+from . import outage, serverlog
 from .backends import ClusterBackend
 from .servers import RedisServer
 
@@ -32,10 +33,13 @@ class FaultEvents:
 
     kind: str
     target: str = ""
+    target_id: str = ""
     replica: str = ""
     injected_at: float | None = None
-    node_failed_at: float | None = None
-    promoted_at: float | None = None
+    suspected_at: float | None = None  # first PFAIL seen by polling (one node's suspicion)
+    node_failed_at: float | None = None  # FAIL by quorum (the cluster's decision)
+    promoted_at: float | None = None  # the replica won its election
+    source: dict[str, str | None] = field(default_factory=lambda: {"node_failed": None, "promoted": None})
     resumed_at: float | None = None  # pause: SIGCONT sent
     restarted_at: float | None = None  # kill: node started again
     restored_at: float | None = None  # cluster healthy again (checked)
@@ -43,15 +47,15 @@ class FaultEvents:
     error: str | None = None
 
 
-def target_of(backend: ClusterBackend, queue: str, partition: int) -> tuple[RedisServer, RedisServer, int]:
-    """(master, one of its replicas, slot) for a partition of ``queue``."""
+def target_of(backend: ClusterBackend, queue: str, partition: int) -> tuple[RedisServer, RedisServer, int, str]:
+    """(master, one of its replicas, slot, master's node id) for a partition of ``queue``."""
     slot = key_slot(partition_keys(queue, partition).ready.encode())
     master = backend.master_of_slot(slot)
     nodes = backend.topology()
     replicas = [n for n in nodes if n.master_id == master.id and not n.failed]
     if not replicas:
         raise RuntimeError(f"master {master.address} has no healthy replica to fail over to")
-    return backend.server_at(master.address), backend.server_at(replicas[0].address), slot
+    return backend.server_at(master.address), backend.server_at(replicas[0].address), slot, master.id
 
 
 class FaultInjector(threading.Thread):
@@ -64,6 +68,7 @@ class FaultInjector(threading.Thread):
         self._halt = threading.Event()
         self.killed: RedisServer | None = None
         self.paused: RedisServer | None = None
+        self.replica_server: RedisServer | None = None
 
     def cancel(self) -> None:
         self._halt.set()
@@ -79,8 +84,9 @@ class FaultInjector(threading.Thread):
                 self.events.resumed_at = self.events.resumed_at or time.time()
 
     def _run(self) -> None:
-        master, replica, slot = target_of(self.backend, self.queue, self.partition)
-        self.events.target, self.events.replica = master.address, replica.address
+        master, replica, slot, master_id = target_of(self.backend, self.queue, self.partition)
+        self.events.target, self.events.replica, self.events.target_id = master.address, replica.address, master_id
+        self.replica_server = replica
         if self._halt.wait(max(0.0, self.at_epoch - time.time())):
             return
         node_timeout_s = self.backend.node_timeout_ms / 1000
@@ -116,10 +122,14 @@ class FaultInjector(threading.Thread):
             return
         now = time.time()
         old, new = nodes.get(master.address), nodes.get(replica.address)
-        if self.events.node_failed_at is None and old is not None and old.failed:
+        if self.events.suspected_at is None and old is not None and (old.suspected or old.marked_failed):
+            self.events.suspected_at = now
+        if self.events.node_failed_at is None and old is not None and old.marked_failed:
             self.events.node_failed_at = now
+            self.events.source["node_failed"] = "poll"
         if self.events.promoted_at is None and new is not None and new.is_master and new.owns(slot):
             self.events.promoted_at = now
+            self.events.source["promoted"] = "poll"
 
 
 def restore(backend: ClusterBackend, injector: FaultInjector | None, timeout: float = 60.0) -> FaultEvents | None:
@@ -142,39 +152,119 @@ def restore(backend: ClusterBackend, injector: FaultInjector | None, timeout: fl
             break
         time.sleep(0.25)
     events.restore_problems = problems
+    _from_server_logs(backend, events, injector.replica_server)
+    if events.suspected_at is not None and events.node_failed_at is not None:
+        # A FAIL follows a PFAIL: a poll that first saw the node after the logged FAIL saw it late.
+        events.suspected_at = min(events.suspected_at, events.node_failed_at)
     return events
 
 
+def _from_server_logs(backend: ClusterBackend, events: FaultEvents, replica: RedisServer | None) -> None:
+    """Replace polled FAIL and promotion times with the servers' own logged ones (ms, no poll
+    delay) where this suite can read the logs (embedded servers)."""
+    if events.injected_at is None:
+        return
+    after = events.injected_at - 0.001  # log times are cut to the millisecond
+
+    def text(server: Any) -> str:
+        path = getattr(server, "log_file", None)
+        try:
+            return path.read_text(errors="replace") if path is not None else ""
+        except OSError:
+            return ""
+
+    marks = [
+        t
+        for server in backend.servers
+        if server.address != events.target and events.target_id
+        for t in [serverlog.marked_failing_at(text(server), events.target_id, after)]
+        if t is not None
+    ]
+    if marks:
+        events.node_failed_at, events.source["node_failed"] = min(marks), "server-log"
+    won = serverlog.election_won_at(text(replica), after) if replica is not None else None
+    if won is not None:
+        events.promoted_at, events.source["promoted"] = won, "server-log"
+
+
+def _rel(t: float | None, start_epoch: float) -> float | None:
+    return None if t is None else round(t - start_epoch, 3)
+
+
+def partition_outages(
+    load: dict[str, Any], start_epoch: float, window: tuple[float, float], faulted: set[str]
+) -> dict[str, dict[str, Any]]:
+    """Per partition that saw errors or is faulted: the longest window without a successful
+    operation overlapping ``window`` (epoch s), beside its error window; seconds from ``start_epoch``."""
+    errors = load.get("partition_timeline") or {}
+    successes = load.get("success_gaps") or []
+    run = (start_epoch, start_epoch + float(load.get("elapsed_s") or 0.0))
+    out = {}
+    for p in sorted(set(errors) | faulted, key=int):
+        gap = outage.longest_outage(outage.combined(successes, p), window, run)
+        err = errors.get(p) or {}
+        first, last = err.get("first_error_at"), err.get("last_error_at")
+        out[p] = {
+            "faulted": p in faulted,
+            "unavailable_s": round(gap["seconds"], 3),
+            "outage_start_s": _rel(gap["start"], start_epoch),
+            "outage_end_s": _rel(gap["end"], start_epoch),
+            "first_error_at_s": _rel(first, start_epoch),
+            "last_error_at_s": _rel(last, start_epoch),
+            "error_window_s": round(last - first, 3) if first is not None and last is not None else 0.0,
+            "errors": int(err.get("errors") or 0),
+        }
+    return out
+
+
 def timeline(
-    events: FaultEvents, start_epoch: float, partition_timeline: dict[str, Any] | None, partition: int
+    events: FaultEvents, start_epoch: float, load: dict[str, Any], partition: int, partition_masters: dict[str, str]
 ) -> dict[str, Any]:
-    """The cell's fault timeline in seconds from the cell start, with derived windows."""
+    """The cell's fault timeline in seconds from the load start. ``unavailable_s`` is the longest
+    window without a successful operation on the faulted partition after the injection (hanging
+    calls included), not the span of errors, which is reported beside it."""
 
     def rel(t: float | None) -> float | None:
-        return None if t is None else round(t - start_epoch, 3)
+        return _rel(t, start_epoch)
 
-    client = (partition_timeline or {}).get(str(partition))
-    first_error = client.get("first_error_at") if client else None
-    last_error = client.get("last_error_at") if client else None
-    recovered = client.get("recovered_at") if client else None
-    out = {
+    faulted = {p for p, master in partition_masters.items() if master == events.target} | {str(partition)}
+    end = start_epoch + float(load.get("elapsed_s") or 0.0)
+    window = (events.injected_at or end, end)
+    per_partition = partition_outages(load, start_epoch, window, faulted)
+    mine = per_partition[str(partition)]
+    healthy = [v["unavailable_s"] for v in per_partition.values() if not v["faulted"] and v["errors"]]
+    client = (load.get("partition_timeline") or {}).get(str(partition)) or {}
+    saw_new_master = mine["outage_end_s"]
+    injected, promoted = rel(events.injected_at), rel(events.promoted_at)
+    return {
         "kind": events.kind,
         "target": events.target,
         "replica": events.replica,
-        "injected_at_s": rel(events.injected_at),
+        "injected_at_s": injected,
+        "suspected_at_s": rel(events.suspected_at),
         "node_failed_at_s": rel(events.node_failed_at),
-        "promoted_at_s": rel(events.promoted_at),
+        "promoted_at_s": promoted,
+        "timeline_source": dict(events.source),
         "resumed_at_s": rel(events.resumed_at),
         "restarted_at_s": rel(events.restarted_at),
         "restored_at_s": rel(events.restored_at),
-        "first_error_at_s": rel(first_error),
-        "last_error_at_s": rel(last_error),
-        "recovered_at_s": rel(recovered),
-        "unavailable_s": round(last_error - first_error, 3) if first_error and last_error else 0.0,
-        "time_to_recovery_s": round(recovered - events.injected_at, 3) if recovered and events.injected_at else None,
-        "client_recovery_lag_s": round(recovered - events.promoted_at, 3) if recovered and events.promoted_at else None,
+        "first_error_at_s": mine["first_error_at_s"],
+        "last_error_at_s": mine["last_error_at_s"],
+        "recovered_at_s": rel(client.get("recovered_at")),
+        "unavailable_s": mine["unavailable_s"],
+        "outage_start_s": mine["outage_start_s"],
+        "outage_end_s": mine["outage_end_s"],
+        "error_window_s": mine["error_window_s"],
+        "client_saw_new_master_at_s": saw_new_master,
+        "time_to_recovery_s": round(saw_new_master - injected, 3)
+        if saw_new_master is not None and injected is not None
+        else None,
+        "client_recovery_lag_s": round(saw_new_master - promoted, 3)
+        if saw_new_master is not None and promoted is not None
+        else None,
+        "healthy_unavailable_s": max(healthy, default=0.0),
+        "partitions": per_partition,
         "restore_ok": not events.restore_problems,
         "restore_problems": events.restore_problems,
         "error": events.error,
     }
-    return out

@@ -25,6 +25,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from taskqueue import TaskQueueError
+from taskqueue.codec import IdFactory
 from taskqueue.settings import backend_from_env, parse_nodes, redact_url
 
 from . import adapters, backends
@@ -33,7 +34,7 @@ from .errors import UsageError
 from .metrics import PartitionTimeline, Recorder, merge_timelines
 from .options import LoadOptions, add_load_options
 from .results import environment_info, write_load_run
-from .schedule import Schedule, per_process_rate
+from .schedule import Schedule, merge_coverage, per_process_rate
 from .stats import bucket_sub_ms
 
 log = logging.getLogger("taskqueue-bench")
@@ -67,6 +68,11 @@ class LoadState:
         self.audit: AuditLog | None = None
         self.timeline = PartitionTimeline()
         self.worker_timelines: dict[str, dict[str, Any]] = {}
+        self.worker_successes: dict[str, dict[str, Any]] = {}
+        self.coverage_warned = False
+        self.open_loop: dict[str, float] | None = None  # this process: planned/issued, set at test stop
+        self.worker_open_loop: dict[str, dict[str, float]] = {}
+        self.fallback_ids = IdFactory()  # task ids for enqueues attempted while no queue could be built
 
     @property
     def is_master(self) -> bool:
@@ -141,20 +147,43 @@ def _failed(op: str, started: float, exc: TaskQueueError) -> None:
     gevent.sleep(ERROR_BACKOFF_S)
 
 
+def _connected(op: str, started: float) -> Any:
+    """The queue; built on first use when the backend could not be reached at test start. A
+    failed build is a failed operation of its own kind (e.g. ``cluster_unreachable``), with the
+    same backoff and counting as any outage. None when it failed."""
+    if STATE.queue is None:
+        try:
+            queue = make_queue(STATE.opts, STATE.connection or STATE.opts.connection())
+        except TaskQueueError as exc:
+            _failed(op, started, exc)
+            return None
+        if STATE.queue is None:
+            STATE.queue = queue
+        else:  # another user connected meanwhile
+            queue.close()
+    return STATE.queue
+
+
 def produce() -> None:
     """One enqueue (or one enqueue_many batch), paced by the open-loop schedule when ``--rate``."""
-    queue, opts, recorder = STATE.queue, STATE.opts, STATE.recorder
-    assert queue is not None
+    opts, recorder = STATE.opts, STATE.recorder
     intended = None
-    if STATE.schedule is not None:
-        intended = STATE.schedule.next_slot()
+    schedule = STATE.schedule
+    if schedule is not None:
+        intended = schedule.next_slot()
         wait = intended - time.perf_counter()
         if wait > 0:
             gevent.sleep(wait)
+        schedule.sent += 1
     batch = opts.batch_size
     op = "enqueue" if batch == 1 else "enqueue_many"
-    ids = [queue.new_id() for _ in range(batch)]
     started = time.perf_counter()
+    queue = _connected(op, intended if intended is not None else started)
+    if queue is None:
+        if STATE.audit is not None:  # attempted, and refused before anything reached Redis
+            STATE.audit.produce([STATE.fallback_ids() for _ in range(batch)], "rejected")
+        return
+    ids = [queue.new_id() for _ in range(batch)]
     try:
         if batch == 1:
             queue.enqueue(STATE.payload, task_id=ids[0])
@@ -171,8 +200,7 @@ def produce() -> None:
     ended = time.perf_counter()
     if STATE.audit is not None:
         STATE.audit.produce(ids, "ok")
-    if STATE.timeline.awaiting:
-        STATE.timeline.success(getattr(queue, "partition_for", _no_partition)(ids[0]), time.time())
+    STATE.timeline.success(getattr(queue, "partition_for", _no_partition)(ids[0]), time.time())
     if intended is None:
         us = (ended - started) * 1e6
     else:  # coordinated-omission corrected: from when the send *should* have happened
@@ -186,8 +214,11 @@ def produce() -> None:
 def raw_lpush() -> None:
     """The baseline: one bare redis-py LPUSH through the queue's own client, timed, recorded and
     reported exactly like ``produce()``, so the two differ only by what TaskQueue adds."""
-    client = STATE.queue.client
     started = time.perf_counter()
+    queue = _connected("raw_lpush", started)
+    if queue is None:
+        return
+    client = queue.client
     try:
         client.lpush("bench:{raw}:lpush", STATE.payload)
     except Exception as exc:
@@ -206,9 +237,11 @@ def _as_queue_error(exc: Exception) -> TaskQueueError:
 
 def consume() -> None:
     """Blocking dequeue, simulated processing, ack; plus the task's end-to-end latency."""
-    queue, opts, recorder = STATE.queue, STATE.opts, STATE.recorder
-    assert queue is not None
+    opts, recorder = STATE.opts, STATE.recorder
     started = time.perf_counter()
+    queue = _connected("dequeue", started)
+    if queue is None:
+        return
     try:
         task = queue.dequeue(opts.dequeue_timeout)
     except TaskQueueError as exc:
@@ -220,8 +253,7 @@ def consume() -> None:
     ended = time.perf_counter()
     if STATE.audit is not None:
         STATE.audit.deliver(task.id)
-    if STATE.timeline.awaiting:
-        STATE.timeline.success(task.partition, time.time())
+    STATE.timeline.success(task.partition, time.time())
     us = (ended - started) * 1e6
     recorder.record("dequeue", us)
     _fire("dequeue", us / 1000, len(task.payload), None)
@@ -279,6 +311,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
     except UsageError as exc:
         sys.stderr.write(f"locust: error: {exc}\n")
         raise SystemExit(2) from None
+    except TaskQueueError as exc:  # unreachable now: the load counts every failed attempt
+        log.warning("the backend cannot be reached (%s); every attempt is counted as a failure", exc.kind)
     # Workers receive custom options from the master with each spawn: point them at this backend.
     environment.parsed_options.redis_url = connection.get("redis_url", "")
     environment.parsed_options.cluster_nodes = connection.get("cluster_nodes", "")
@@ -315,14 +349,22 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     STATE.audit = AuditLog() if opts.audit else None
     STATE.timeline = PartitionTimeline()
     STATE.worker_timelines = {}
+    STATE.worker_successes = {}
+    STATE.open_loop = None
+    STATE.coverage_warned = False
+    STATE.worker_open_loop = {}
+    STATE.schedule = None
     if not STATE.is_master:  # the queue this process loads (a restart from the web UI replaces it)
         if STATE.queue is not None:
             STATE.queue.close()
+        STATE.queue = None
         try:
             STATE.queue = make_queue(opts, STATE.connection or opts.connection())
         except UsageError as exc:
             sys.stderr.write(f"locust: error: {exc}\n")
             raise SystemExit(2) from None
+        except TaskQueueError:  # users retry the connection (counted, with backoff)
+            pass
     if not STATE.is_worker:  # read back before any fault can take a node away
         STATE.effective = _read_effective(opts, STATE.queue)
     if STATE.is_master:
@@ -357,6 +399,8 @@ def _on_report_to_master(client_id: str, data: dict[str, Any]) -> None:
         **STATE.recorder.drain(),
         "counters": dict(STATE.counters),
         "timeline": STATE.timeline.snapshot(),
+        "successes": STATE.timeline.successes.snapshot(),
+        "open_loop": STATE.open_loop,
         "audit": STATE.audit.drain() if STATE.audit is not None else None,
     }
     STATE.counters = dict.fromkeys(STATE.counters, 0)
@@ -369,6 +413,9 @@ def _on_worker_report(client_id: str, data: dict[str, Any]) -> None:
         for key, n in report.get("counters", {}).items():
             STATE.counters[key] = STATE.counters.get(key, 0) + n
         STATE.worker_timelines[client_id] = report.get("timeline") or {}
+        STATE.worker_successes[client_id] = report.get("successes") or {}
+        if report.get("open_loop"):
+            STATE.worker_open_loop[client_id] = report["open_loop"]
         if report.get("audit"):
             if STATE.audit is None:
                 STATE.audit = AuditLog()
@@ -380,12 +427,47 @@ def _on_test_stop(environment: Environment, **_: Any) -> None:
     for greenlet in STATE.greenlets:
         greenlet.kill(block=False)
     STATE.greenlets = []
+    _close_schedule()
     if STATE.is_worker:
         return
     if STATE.is_master:  # workers' last reports are still on their way: write once they are in
         gevent.spawn_later(4.0, write_results)
     else:
         write_results()
+
+
+def _close_schedule() -> None:
+    """Open loop: count the sends that came due but were never made (once per test)."""
+    schedule, STATE.schedule = STATE.schedule, None
+    if schedule is not None:
+        now = time.perf_counter()
+        STATE.open_loop = {
+            "planned": schedule.planned_by(now),
+            "issued": schedule.sent,
+            "oldest_delay_s": schedule.oldest_unsent_delay(now),
+        }
+
+
+def open_loop_coverage(elapsed_s: float) -> dict[str, Any] | None:
+    """This run's offered vs made sends (all processes), or None for a closed loop."""
+    if STATE.opts.rate <= 0:
+        return None
+    parts = list(STATE.worker_open_loop.values()) if STATE.is_master else [STATE.open_loop or {}]
+    result = merge_coverage(parts, STATE.opts.rate, elapsed_s)
+    if not result["rate_reached"] and not STATE.coverage_warned:
+        STATE.coverage_warned = True
+        log.warning(
+            "open loop: offered %.0f tasks/s but only %.1f%% of the planned sends were made (%d of %d, %.0f/s); "
+            "%d were never sent (the oldest %.1f s late); the latency percentiles cover only the sends made",
+            STATE.opts.rate,
+            100 * result["coverage"],
+            result["issued"],
+            result["planned"],
+            result["achieved_rate"],
+            result["backlog"],
+            result["backlog_oldest_delay_s"],
+        )
+    return result
 
 
 def _on_quit(exit_code: int, **_: Any) -> None:
@@ -436,7 +518,11 @@ def write_results() -> Path | None:
         "partition_timeline": merge_timelines(
             list(STATE.worker_timelines.values()) if STATE.is_master else [STATE.timeline.snapshot()]
         ),
-        "audit_during_load": count(STATE.audit) if STATE.audit is not None else None,
+        "success_gaps": list(STATE.worker_successes.values())
+        if STATE.is_master
+        else [STATE.timeline.successes.snapshot()],
+        "open_loop": open_loop_coverage(elapsed),
+        "audit_during_load": count(STATE.audit, stage="load") if STATE.audit is not None else None,
         "effective": STATE.effective,
         "environment": environment_info(),
     }

@@ -16,6 +16,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from .outage import SuccessGaps
+
 LOWEST_US = 1
 HIGHEST_US = 60_000_000  # 60 s: anything slower is clamped (and visible as max)
 SIGNIFICANT_DIGITS = 3
@@ -128,22 +130,25 @@ class Recorder:
 
 
 class PartitionTimeline:
-    """Per partition: first error, last error, and the first success after the last error (epoch s).
-
-    Cheap on the hot path: a success is only looked at while its partition is awaiting recovery.
-    """
+    """Per partition: first error, last error, error count, the first success after the last error
+    (epoch s), and the gaps between successes (``outage.SuccessGaps``) that outages are measured by."""
 
     def __init__(self) -> None:
         self.state: dict[int, dict[str, float | None]] = {}
         self.awaiting: set[int] = set()
+        self.successes = SuccessGaps()
 
     def error(self, partition: int, at: float) -> None:
-        entry = self.state.setdefault(partition, {"first_error_at": at, "last_error_at": at, "recovered_at": None})
+        entry = self.state.setdefault(
+            partition, {"first_error_at": at, "last_error_at": at, "recovered_at": None, "errors": 0}
+        )
         entry["last_error_at"] = at
         entry["recovered_at"] = None
+        entry["errors"] = (entry["errors"] or 0) + 1
         self.awaiting.add(partition)
 
     def success(self, partition: int, at: float) -> None:
+        self.successes.success(partition, at)
         if partition in self.awaiting:
             self.state[partition]["recovered_at"] = at
             self.awaiting.discard(partition)
@@ -158,7 +163,8 @@ def merge_timelines(snapshots: list[dict[str, dict[str, float | None]]]) -> dict
     merged: dict[str, dict[str, float | None]] = {}
     for snap in snapshots:
         for p, entry in snap.items():
-            m = merged.setdefault(p, {"first_error_at": None, "last_error_at": None, "recovered_at": 0.0})
+            m = merged.setdefault(p, {"first_error_at": None, "last_error_at": None, "recovered_at": 0.0, "errors": 0})
+            m["errors"] = (m["errors"] or 0) + (entry.get("errors") or 0)
             first, last = entry.get("first_error_at"), entry.get("last_error_at")
             if first is not None:
                 m["first_error_at"] = first if m["first_error_at"] is None else min(m["first_error_at"], first)

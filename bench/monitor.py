@@ -1,4 +1,4 @@
-"""Server INFO snapshots every second during a cell (memory, evictions, role, clients)."""
+"""Server INFO snapshots every second during a cell (memory, evictions and other counters, role, clients)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import redis
 
 from .servers import RedisServer
 
-FIELDS = ("epoch_s", "node", "role", "used_memory", "maxmemory", "evicted_keys", "connected_clients", "ops_per_sec")
+COUNTERS = ("evicted_keys", "expired_keys", "rejected_connections", "total_commands_processed")
+FIELDS = ("epoch_s", "node", "role", "used_memory", "maxmemory", *COUNTERS, "connected_clients", "ops_per_sec")
 
 
 class InfoSampler(threading.Thread):
@@ -40,7 +41,7 @@ class InfoSampler(threading.Thread):
                             "role": info.get("role"),
                             "used_memory": info.get("used_memory"),
                             "maxmemory": info.get("maxmemory"),
-                            "evicted_keys": info.get("evicted_keys"),
+                            **{name: info.get(name) for name in COUNTERS},
                             "connected_clients": info.get("connected_clients"),
                             "ops_per_sec": info.get("instantaneous_ops_per_sec"),
                         }
@@ -63,3 +64,14 @@ class InfoSampler(threading.Thread):
 
     def peak(self, field: str) -> int:
         return max((int(r.get(field) or 0) for r in self.rows), default=0)
+
+    def counters(self) -> dict[str, int]:
+        """Server counters over the cell, summed over nodes: each node's highest reading (the
+        counters were reset when the cell was prepared, so they are the cell's own)."""
+        out = {}
+        for name in COUNTERS:
+            per_node: dict[str, int] = {}
+            for r in self.rows:
+                per_node[r["node"]] = max(per_node.get(r["node"], 0), int(r.get(name) or 0))
+            out[name] = sum(per_node.values())
+        return out

@@ -9,16 +9,37 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .report_tables import (
+    counters_note,
+    fault_section,
+    fault_windows,
+    lost,
+    lost_text,
+    open_loop_section,
+    rate_shortfall,
+    rate_warning,
+    repeat_count,
+    server_counters,
+    server_section,
+)
+from .report_tables import n as _n
+from .report_tables import table as _table
 from .runs import Run, error_count, load_run
 from .stats import ratio
 
 
-def _n(value: Any, digits: int = 0) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float | int):
-        return f"{value:,.{digits}f}"
-    return str(value)
+def _noise(a: dict[str, Any], b: dict[str, Any], op_a: dict[str, Any], op_b: dict[str, Any], key: str) -> str:
+    """How sure a ratio of cell ``a`` over cell ``b`` is: with fewer than 3 repeats, unknown;
+    else the range from the repeats' extremes (min/max)."""
+    reps = min(repeat_count(a), repeat_count(b))
+    if reps < 3:
+        return f" ({reps} repeat{'s' if reps > 1 else ''}, noise unknown)"
+    lo_a, hi_a, lo_b, hi_b = (
+        op.get(f"{key}_{m}") for op, m in ((op_a, "min"), (op_a, "max"), (op_b, "min"), (op_b, "max"))
+    )
+    if lo_a is None or hi_a is None or not lo_b or not hi_b:
+        return ""
+    return f" (range {lo_a / hi_b:.2f}..{hi_a / lo_b:.2f}× over {reps} repeats)"
 
 
 def _enqueue(cell: dict[str, Any]) -> dict[str, Any]:
@@ -27,25 +48,27 @@ def _enqueue(cell: dict[str, Any]) -> dict[str, Any]:
 
 def findings(run: Run) -> list[str]:
     """Plain-language headlines, each backed by a number in the tables below."""
-    out: list[str] = []
-    cells = run.cells
+    out: list[str] = [w for c in run.cells if (w := rate_warning(c))]
+    cells, cores = run.cells, run.summary.get("environment", {}).get("host_cores")
     plain = [c for c in cells if c["params"].get("fault") == "none" and str(c["params"].get("maxmemory")) in ("0", "")]
     for sa in [c for c in plain if c["params"]["backend"] == "standalone"][:1]:
         for cl in [
             c for c in plain if c["params"]["backend"] == "cluster" and c["params"]["users"] == sa["params"]["users"]
         ][:1]:
             for op, name in (("enqueue", "enqueue throughput"), ("ack", "dequeue+ack throughput")):
-                r = ratio(cl["ops"].get(op, {}).get("ops_per_s"), sa["ops"].get(op, {}).get("ops_per_s"))
+                o_cl, o_sa = cl["ops"].get(op, {}), sa["ops"].get(op, {})
+                r = ratio(o_cl.get("ops_per_s"), o_sa.get("ops_per_s"))
                 if r:
                     out.append(
-                        f"cluster {name} is {r:.2f}× standalone at {sa['params']['users']} users "
-                        f"(pool {cl['params']['pool_size']}, same run; on one 2-core host)"
+                        f"cluster {name} at {sa['params']['users']} users (pool {cl['params']['pool_size']}, same "
+                        f"run, one {cores}-core host) is {r:.2f}× standalone" + _noise(cl, sa, o_cl, o_sa, "ops_per_s")
                     )
-            r = ratio(_enqueue(cl).get("p99_us"), _enqueue(sa).get("p99_us"))
+            e_cl, e_sa = _enqueue(cl), _enqueue(sa)
+            r = ratio(e_cl.get("p99_us"), e_sa.get("p99_us"))
             if r:
                 out.append(
-                    f"cluster enqueue p99 is {r:.2f}× standalone ({_n(_enqueue(cl).get('p99_us'))} vs "
-                    f"{_n(_enqueue(sa).get('p99_us'))} µs)"
+                    f"cluster enqueue p99 is {r:.2f}× standalone{_noise(cl, sa, e_cl, e_sa, 'p99_us')}: "
+                    f"{_n(e_cl.get('p99_us'))} vs {_n(e_sa.get('p99_us'))} µs"
                 )
     for c in cells:
         exhausted = error_count(c, "pool_exhausted")
@@ -69,50 +92,78 @@ def findings(run: Run) -> list[str]:
             if r:
                 out.append(
                     f"a blocking pool of {c['params']['pool_size']} never fails but its enqueue p99 is "
-                    f"{r:.1f}× that of pool {big['params']['pool_size']} (waiting for a connection)"
+                    f"{r:.1f}× that of pool {big['params']['pool_size']}"
+                    f"{_noise(c, big, _enqueue(c), _enqueue(big), 'p99_us')}, from waiting for a connection"
                 )
     for c in cells:
         if str(c["params"].get("maxmemory")) in ("0", ""):
             continue
-        a, policy = c["audit"], c["params"]["maxmemory_policy"]
-        if a.get("lost"):
-            out.append(
-                f"{policy} lost {a['lost']:,} of {a.get('enqueued_ok', 0):,} acknowledged tasks "
-                f"(maxmemory {c['params']['maxmemory']}): never use it for a queue"
+        a, policy, mem = c["audit"], c["params"]["maxmemory_policy"], c["params"]["maxmemory"]
+        count, upper = lost(a)
+        if count and upper:
+            text = (
+                f"{policy} lost ≤ {count:,} of {a.get('enqueued_ok', 0):,} acknowledged tasks (upper bound: drain "
+                f"timed out with {a.get('still_queued', 0):,} still queued; maxmemory {mem})"
+            )
+        elif count:
+            text = (
+                f"{policy} lost {count:,} of {a.get('enqueued_ok', 0):,} acknowledged tasks "
+                f"(maxmemory {mem}): never use it for a queue"
             )
         else:
-            out.append(
+            text = (
                 f"{policy} lost 0 tasks and rejected {a.get('rejected', 0):,} enqueues with OOM "
-                f"(maxmemory {c['params']['maxmemory']}): producers see QueueFull instead of silent loss"
+                f"(maxmemory {mem}): producers see QueueFull instead of silent loss"
             )
+        out.append(text + _server_text(c))
     for c in cells:
-        f = c.get("fault")
-        if not f:
-            continue
-        a = c["audit"]
-        lag_s = f.get("client_recovery_lag_s")
-        lag = ""
-        if lag_s is not None:  # the watcher polls another node every 50 ms: small negatives are gossip delay
-            lag = (
-                f" clients back {lag_s:.2f} s after the promotion was seen;"
-                if lag_s >= 0.05
-                else " clients back as soon as the promotion was seen;"
-            )
-        out.append(
-            f"{f['kind']} of a master: {f.get('unavailable_s') or 0:.1f} s unavailable to clients,{lag} "
-            f"{a.get('lost', 0):,} tasks lost, {a.get('duplicates', 0):,} duplicated, "
-            f"{a.get('ambiguous', 0):,} ambiguous" + ("" if f.get("restore_ok") else " — RESTORE FAILED")
-        )
+        if c.get("fault"):
+            out.append(_fault_headline(c["fault"], c["audit"]))
     for c in cells:
         if c.get("unstable"):
             out.append(f"cell [{c['id']}] is unstable: repeats spread more than 10 % in {', '.join(c['unstable'])}")
     return out
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+def _server_text(cell: dict[str, Any]) -> str:
+    s = server_counters(cell)
+    if s is None:
+        return ""
+    names = {
+        "evicted_keys": "keys evicted",
+        "expired_keys": "keys expired",
+        "rejected_connections": "connections rejected",
+    }
+    said = [f"{s[k]:,} {name}" for k, name in names.items() if s.get(k) is not None]
+    if not said:
+        return ""
+    note = counters_note(s)
+    return "; server: " + ", ".join(said) + (f" ({note})" if note else "")
+
+
+def _fault_headline(f: dict[str, Any], a: dict[str, Any]) -> str:
+    unavailable, window = fault_windows(f)
+    if unavailable is None:  # a run from before issue #9: only the error window was measured
+        text = f"{f['kind']} of a master: errors for {window or 0:.1f} s (older run: time without success not measured)"
+    else:
+        text = (
+            f"{f['kind']} of a master: {unavailable:.1f} s unavailable to clients (no successful operation on its "
+            f"partition; errors for {window or 0:.1f} s)"
+        )
+    if f.get("healthy_unavailable_s"):
+        text += f"; healthy masters also unavailable for {f['healthy_unavailable_s']:.1f} s"
+    lag_s = f.get("client_recovery_lag_s")
+    if lag_s is not None:  # the watcher polls another node every 50 ms: small negatives are gossip delay
+        text += (
+            f"; clients back {lag_s:.2f} s after the promotion"
+            if lag_s >= 0.05
+            else "; clients back as soon as the promotion was seen"
+        )
+    count, upper = lost(a)
+    lost_part = f"≤ {count or 0:,} tasks lost (upper bound: drain timed out)" if upper else f"{count or 0:,} tasks lost"
+    return f"{text}; {lost_part}, {a.get('duplicates', 0):,} duplicated, {a.get('ambiguous', 0):,} ambiguous" + (
+        "" if f.get("restore_ok") else " — RESTORE FAILED"
+    )
 
 
 def markdown(run: Run) -> str:
@@ -127,6 +178,7 @@ def markdown(run: Run) -> str:
             "Numbers below are what was measured before it stopped.",
             "",
         ]
+    parts += [f"> **WARNING: {w}.**\n" for c in run.cells if (w := rate_warning(c))]
     parts += ["## Findings", ""] + [f"- {f}" for f in findings(run)] + [""]
     rows = []
     for c in run.cells:
@@ -138,6 +190,7 @@ def markdown(run: Run) -> str:
                 [
                     "unstable: " + "/".join(c["unstable"]) if c["unstable"] else "",
                     "" if c["complete"] else "incomplete",
+                    "rate NOT reached" if rate_shortfall(c) else "",
                 ],
             )
         )
@@ -175,28 +228,22 @@ def markdown(run: Run) -> str:
     ]
     rows = [
         [
-            c["id"] + (" (drain timed out: LOST is an upper bound)" if c["audit"].get("lost_is_upper_bound") else ""),
+            c["id"] + (" (drain timed out: LOST is an upper bound)" if lost(c["audit"])[1] else ""),
             *(
                 _n(c["audit"].get(k))
-                for k in (
-                    "enqueued_ok",
-                    "rejected",
-                    "ambiguous",
-                    "delivered_unique",
-                    "duplicates",
-                    "lost",
-                    "lost_ambiguous",
-                    "delivered_after_reject",
-                    "still_queued",
-                )
+                for k in ("enqueued_ok", "rejected", "ambiguous", "delivered_unique", "duplicates")
             ),
+            lost_text(c["audit"]),
+            lost_text(c["audit"], "lost_ambiguous"),
+            *(_n(c["audit"].get(k)) for k in ("delivered_after_reject", "still_queued")),
         ]
         for c in run.cells
     ]
     parts += [
         "## Task audit: every task accounted for",
         "",
-        "Every task of the cell, warm-up included, after the queue was drained.",
+        "Every task of the cell, warm-up included, after the queue was drained. ≤ N: the drain timed out and "
+        "undelivered tasks count as lost, so N is an upper bound.",
         "",
         _table(
             [
@@ -222,48 +269,8 @@ def markdown(run: Run) -> str:
         parts += ["## Errors by class", "", _table(["cell", "operation", "class", "count"], errors), ""]
     faulted = [c for c in run.cells if c.get("fault")]
     if faulted:
-        keys = [
-            "injected_at_s",
-            "node_failed_at_s",
-            "promoted_at_s",
-            "first_error_at_s",
-            "last_error_at_s",
-            "recovered_at_s",
-            "unavailable_s",
-            "time_to_recovery_s",
-            "client_recovery_lag_s",
-        ]
-        rows = [
-            [
-                c["id"],
-                c["fault"]["kind"],
-                *(_n(c["fault"].get(k), 2) for k in keys),
-                "ok" if c["fault"].get("restore_ok") else "FAILED",
-            ]
-            for c in faulted
-        ]
-        parts += [
-            "## Fault timelines (seconds from load start)",
-            "",
-            _table(
-                [
-                    "cell",
-                    "kind",
-                    "injected",
-                    "node failed",
-                    "promoted",
-                    "first error",
-                    "last error",
-                    "recovered",
-                    "unavailable",
-                    "to recovery",
-                    "client lag",
-                    "restore",
-                ],
-                rows,
-            ),
-            "",
-        ]
+        parts += fault_section(faulted)
+    parts += open_loop_section(run.cells) + server_section(run.cells)
     rows = []
     for c in run.cells:
         q = c.get("effective", {}).get("queue", {})
@@ -320,12 +327,16 @@ def write_report(run_dir: Path) -> Path:
     return run.path / "report.md"
 
 
+def _inline(text: str) -> str:
+    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(text))
+
+
 def to_html(md: str, base: Path) -> str:
     """Minimal Markdown -> HTML (headings, lists, tables, images inlined as base64): one file."""
     out, in_table = [], False
     for line in md.splitlines():
         if line.startswith("|"):
-            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
+            cells = [_inline(c.strip()) for c in line.strip("|").split("|")]
             if set(line.replace("|", "")) <= {"-"}:
                 continue
             tag = "th" if not in_table else "td"
@@ -344,11 +355,11 @@ def to_html(md: str, base: Path) -> str:
             level = len(line) - len(line.lstrip("#"))
             out.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
         elif line.startswith("- "):
-            out.append(f"<li>{html.escape(line[2:])}</li>")
+            out.append(f"<li>{_inline(line[2:])}</li>")
         elif line.startswith("> "):
-            out.append(f"<blockquote>{html.escape(line[2:])}</blockquote>")
+            out.append(f"<blockquote>{_inline(line[2:])}</blockquote>")
         elif line.strip():
-            out.append(f"<p>{html.escape(line)}</p>")
+            out.append(f"<p>{_inline(line)}</p>")
     if in_table:
         out.append("</table>")
     style = (
@@ -359,17 +370,46 @@ def to_html(md: str, base: Path) -> str:
     return f"<!doctype html><meta charset='utf-8'><title>report</title><style>{style}</style>\n" + "\n".join(out)
 
 
-def compare(a_dir: Path, b_dir: Path) -> list[dict[str, Any]]:
-    """B/A per cell and operation (ops/s, p99) from repeat medians, with noise-aware verdicts."""
+ENV_KEYS = ("hostname", "host_cores", "python", "redis_py", "locust")
+
+
+def _server_versions(run: Run) -> str | None:
+    versions = set()
+    for c in run.cells:
+        eff = c.get("effective") or {}
+        nodes = (eff.get("servers") or {}).get("nodes") or {}
+        versions |= {str(v["server_version"]) for v in nodes.values() if v.get("server_version")}
+        if (eff.get("queue") or {}).get("server_version"):
+            versions.add(str(eff["queue"]["server_version"]))
+    return ", ".join(sorted(versions)) or None
+
+
+def environment_differences(a: Run, b: Run) -> list[str]:
+    """One line per environment field that differs between two runs (absent on one side counts)."""
+    env_a, env_b = a.summary.get("environment") or {}, b.summary.get("environment") or {}
+    pairs = [(k, env_a.get(k), env_b.get(k)) for k in ENV_KEYS]
+    pairs.append(("server version", _server_versions(a), _server_versions(b)))
+    return [
+        f"{key}: A={'not recorded' if va is None else va}, B={'not recorded' if vb is None else vb}"
+        for key, va, vb in pairs
+        if va != vb
+    ]
+
+
+def compare(a_dir: Path | Run, b_dir: Path | Run, strict: bool = False) -> list[dict[str, Any]]:
+    """B/A per cell and operation (ops/s, p99) from repeat medians, with noise-aware verdicts: with
+    fewer than 3 repeats a move beyond 5 % is ``changed`` unless ``strict`` (``--fail-on-regression``)."""
     from .stats import classify_change
 
-    a, b = load_run(a_dir), load_run(b_dir)
+    a = a_dir if isinstance(a_dir, Run) else load_run(a_dir)
+    b = b_dir if isinstance(b_dir, Run) else load_run(b_dir)
     b_cells = {c["id"]: c for c in b.cells}
     rows = []
     for ca in a.cells:
         cb = b_cells.get(ca["id"])
         if cb is None:
             continue
+        reps = min(repeat_count(ca), repeat_count(cb))
         for op in sorted(set(ca["ops"]) & set(cb["ops"])):
             if op in ("e2e", "send_lag"):
                 continue
@@ -383,7 +423,8 @@ def compare(a_dir: Path, b_dir: Path) -> list[dict[str, Any]]:
                         "a": oa.get(key),
                         "b": ob.get(key),
                         "ratio": ratio(ob.get(key), oa.get(key)),
-                        "verdict": classify_change(oa, ob, key, higher),
+                        "repeats": reps,
+                        "verdict": classify_change(oa, ob, key, higher, repeats=reps, strict=strict),
                     }
                 )
     return rows

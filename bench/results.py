@@ -20,7 +20,18 @@ from typing import Any
 from .metrics import Recorder, decode
 from .stats import summarize
 
-TIMESERIES_FIELDS = ("t_s", "operation", "count", "ops_per_s", "p50_us", "p99_us", "max_us", "errors", "warmup")
+TIMESERIES_FIELDS = (
+    "t_s",
+    "operation",
+    "count",
+    "span_s",
+    "ops_per_s",
+    "p50_us",
+    "p99_us",
+    "max_us",
+    "errors",
+    "warmup",
+)
 
 
 def _version(package: str) -> str | None:
@@ -46,6 +57,7 @@ def environment_info() -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         commit = None
     return {
+        "hostname": platform.node(),
         "host_cores": os.cpu_count(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
@@ -79,15 +91,18 @@ def write_load_run(out: Path, recorder: Recorder, meta: dict[str, Any], start_ep
         "errors_including_warmup": errors_by_class(recorder.errors_all),
     }
     _atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    end_epoch = start_epoch + float(meta.get("elapsed_s") or 0.0)
     with open(out / "timeseries.csv.tmp", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=TIMESERIES_FIELDS)
         writer.writeheader()
         for row in sorted(recorder.rows, key=lambda r: (r["epoch_s"], r["operation"])):
+            span = bucket_span(row["epoch_s"], start_epoch, end_epoch)
             writer.writerow(
                 {
                     **{k: row[k] for k in TIMESERIES_FIELDS if k in row},
                     "t_s": row["epoch_s"] - int(start_epoch),
-                    "ops_per_s": row["count"],
+                    "span_s": span,
+                    "ops_per_s": round(row["count"] / span, 1) if span > 0 else None,
                 }
             )
     os.replace(out / "timeseries.csv.tmp", out / "timeseries.csv")
@@ -98,6 +113,14 @@ def write_load_run(out: Path, recorder: Recorder, meta: dict[str, Any], start_ep
     encoded = {op: hist.encode().decode() for op, hist in recorder.cumulative.items()}
     _atomic_write(out / "histograms.json", json.dumps({"unit": "us", "histograms": encoded}))
     return out
+
+
+def bucket_span(sec: int, start_epoch: float, end_epoch: float) -> float:
+    """Seconds of the one-second bucket ``sec`` that the run covered: 1.0 but for a partial
+    first or last second (ops in a 0.03 s bucket are not a rate of ops per second)."""
+    if end_epoch <= start_epoch:  # still running: the run covers the bucket from its start
+        end_epoch = sec + 1.0
+    return round(max(0.0, min(sec + 1.0, end_epoch) - max(float(sec), start_epoch)), 3)
 
 
 def _atomic_write(path: Path, text: str) -> None:

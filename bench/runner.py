@@ -197,6 +197,7 @@ class Runner:
         backend.configure({"maxmemory": "0"})  # flush needs room
         backend.flush()
         backend.configure(config)
+        reset_stats(backend.servers)
 
     # -- one cell -------------------------------------------------------------------------------
 
@@ -290,10 +291,10 @@ class Runner:
         audit.save(audit_file)
         if sampler:
             sampler.write(rep_dir / "info.csv", start)
-        counts = count(audit)
-        if not drain["complete"]:  # still queued is not lost: say how sure the number is
+        # Still queued is not lost: a drain that timed out gives only an upper bound, named as such.
+        counts = count(audit, stage="drained" if drain["complete"] else "drain_timed_out")
+        if not drain["complete"]:
             counts["still_queued"] = max(0, drain["left_ready"]) + max(0, drain["left_inflight"])
-            counts["lost_is_upper_bound"] = 1
         result = {
             "complete": bool(load.get("complete")) and returncode == 0 and drain["complete"],
             "incomplete_reason": load.get("incomplete_reason") or (None if drain["complete"] else "drain timed out"),
@@ -303,12 +304,22 @@ class Runner:
             "audit": counts,
             "drain": drain,
             "counters": load.get("counters", {}),
-            "server": {"peak_used_memory": sampler.peak("used_memory"), "evicted_keys": sampler.peak("evicted_keys")}
+            "server": {"peak_used_memory": sampler.peak("used_memory"), **sampler.counters(), "stats_reset": True}
             if sampler
             else {},
         }
+        if load.get("open_loop"):
+            result["open_loop"] = load["open_loop"]
+            if not load["open_loop"]["rate_reached"]:
+                ol = load["open_loop"]
+                self.console.print(
+                    f"[yellow]warning: cell {escape(repr(cell.id))} offered {ol['rate']:,.0f} tasks/s but made only "
+                    f"{100 * ol['coverage']:.1f}% of the planned sends ({ol['achieved_rate']:,.0f}/s): its latency "
+                    "percentiles are not the latency at that rate[/]"
+                )
         if events is not None:
-            result["fault"] = faults.timeline(events, start, load.get("partition_timeline"), params["fault_partition"])
+            masters = (load.get("effective") or {}).get("queue", {}).get("partition_masters") or {}
+            result["fault"] = faults.timeline(events, start, load, params["fault_partition"], masters)
             result["complete"] = result["complete"] and result["fault"]["restore_ok"]
         return result
 
@@ -454,6 +465,10 @@ def combine_cell(cell: Cell, repeats: list[dict[str, Any]]) -> dict[str, Any]:
     audit: Counter[str] = Counter()
     for r in done:
         audit.update(r["audit"])
+    if "lost_upper_bound" in audit:  # one repeat's drain timed out: the sum is an upper bound too
+        audit["lost_upper_bound"] += audit.pop("lost", 0)
+        audit["lost_ambiguous_upper_bound"] += audit.pop("lost_ambiguous", 0)
+    open_loops = [r["open_loop"] for r in done if r.get("open_loop")]
     return {
         "id": cell.id,
         "params": _public(cell.params),
@@ -463,9 +478,19 @@ def combine_cell(cell: Cell, repeats: list[dict[str, Any]]) -> dict[str, Any]:
         "errors": {op: dict(kinds) for op, kinds in errors.items()},
         "audit": dict(audit),
         "fault": done[0].get("fault") if done else None,
+        # Repeats: the one that fell furthest short of the offered rate speaks for the cell.
+        "open_loop": min(open_loops, key=lambda o: o["coverage"]) if open_loops else None,
         "unstable": sorted(op for op, s in ops.items() if s.get("unstable")),
         "repeats": repeats,
     }
+
+
+def reset_stats(servers: list[Any]) -> None:
+    """CONFIG RESETSTAT on every live node, so the cell's server counters are its own."""
+    for server in servers:
+        if server.is_alive():
+            with server.client() as r:
+                r.config_resetstat()
 
 
 def _public(params: dict[str, Any]) -> dict[str, Any]:
@@ -484,9 +509,11 @@ def _flush_external(backend: External, config: dict[str, str]) -> None:
         client.flushall(target_nodes=RedisCluster.PRIMARIES)
         for key, value in config.items():
             client.config_set(key, value, target_nodes=RedisCluster.ALL_NODES)
+        client.config_resetstat(target_nodes=RedisCluster.ALL_NODES)
     else:
         client = redis.Redis.from_url(backend.redis_url)
         client.flushall()
         for key, value in config.items():
             client.config_set(key, value)
+        client.config_resetstat()
     client.close()

@@ -2,10 +2,17 @@
 
 Every send takes the next slot ``start + n / rate``; slots never move, so a slow response delays
 later sends (their lag is measured) instead of silently lowering the offered rate, and users
-take distinct slots instead of firing in synchronized bursts.
+take distinct slots instead of firing in synchronized bursts. At the end, the slots that came
+due but were never sent are the *backlog*, reported as its own figure beside the histograms
+(which hold only sends that were made), with the delay of the oldest one.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Any
+
+RATE_REACHED = 0.95  # at least this share of the planned sends made, or the rate was not reached
 
 
 class Schedule:
@@ -16,6 +23,7 @@ class Schedule:
         self.interval = 1.0 / rate_per_s
         self.start = start
         self._next = 0
+        self.sent = 0  # sends actually started (a slot taken is not yet a send: its user may wait)
 
     def next_slot(self) -> float:
         """The intended send time of the next operation (same clock as ``start``)."""
@@ -25,9 +33,44 @@ class Schedule:
 
     @property
     def issued(self) -> int:
+        """Slots handed out (some may still be waiting for their time)."""
         return self._next
+
+    def planned_by(self, now: float) -> int:
+        """Sends due by ``now``: slots whose intended time is at or before it."""
+        return 0 if now < self.start else math.floor((now - self.start) * self.rate) + 1
+
+    def oldest_unsent_delay(self, now: float) -> float:
+        """How late, at ``now``, the oldest send that came due but was never made is (0 if none)."""
+        if self.planned_by(now) <= self.sent:
+            return 0.0
+        return max(0.0, now - (self.start + self.sent * self.interval))
 
 
 def per_process_rate(total_rate: float, processes: int) -> float:
     """Each of ``processes`` load processes offers an equal share of the total rate."""
     return total_rate / max(1, processes)
+
+
+def coverage(rate: float, planned: int, issued: int, elapsed_s: float, oldest_delay_s: float = 0.0) -> dict[str, Any]:
+    """The open loop's report: how much of the offered load was really sent."""
+    issued = min(issued, planned) if planned else issued
+    share = issued / planned if planned else 0.0
+    return {
+        "rate": rate,
+        "planned": planned,
+        "issued": issued,
+        "backlog": max(0, planned - issued),
+        "backlog_oldest_delay_s": round(oldest_delay_s, 3),
+        "achieved_rate": round(issued / elapsed_s, 1) if elapsed_s > 0 else 0.0,
+        "coverage": round(share, 4),
+        "rate_reached": share >= RATE_REACHED,
+    }
+
+
+def merge_coverage(parts: list[dict[str, Any]], rate: float, elapsed_s: float) -> dict[str, Any]:
+    """Several processes' (or repeats') planned/issued added up."""
+    planned = sum(int(p.get("planned") or 0) for p in parts)
+    issued = sum(int(p.get("issued") or 0) for p in parts)
+    oldest = max((float(p.get("oldest_delay_s") or 0.0) for p in parts), default=0.0)
+    return coverage(rate, planned, issued, elapsed_s, oldest)

@@ -64,9 +64,21 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
-def classify_change(a: dict[str, Any], b: dict[str, Any], key: str, higher_is_better: bool) -> str:
+MIN_REPEATS_FOR_VERDICT = 3
+
+
+def classify_change(
+    a: dict[str, Any],
+    b: dict[str, Any],
+    key: str,
+    higher_is_better: bool,
+    repeats: int | None = None,
+    strict: bool = False,
+) -> str:
     """``regression``/``improvement`` when B moved more than 5 % and outside both runs' spread;
-    ``unstable`` when either run spreads more than 10 %; else ``same``."""
+    ``unstable`` when either run spreads more than 10 %; else ``same``. With fewer than 3 ``repeats``
+    (the smaller of the two runs) the spread says nothing about noise: such a move is ``changed``,
+    unless ``strict`` (``--fail-on-regression``) asks for the verdict anyway."""
     r = ratio(b.get(key), a.get(key))
     if r is None:
         return "n/a"
@@ -76,6 +88,8 @@ def classify_change(a: dict[str, Any], b: dict[str, Any], key: str, higher_is_be
     change = r - 1.0
     if abs(change) <= max(0.05, noise):
         return "same"
+    if not strict and repeats is not None and repeats < MIN_REPEATS_FOR_VERDICT:
+        return "changed"
     better = change > 0 if higher_is_better else change < 0
     return "improvement" if better else "regression"
 

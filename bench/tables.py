@@ -7,6 +7,7 @@ from rich.table import Table
 
 from . import backends
 from .errors import UsageError
+from .report_tables import fault_windows, lost, lost_text, rate_shortfall
 
 
 def status_table(backend: backends.Backend) -> Table:
@@ -117,7 +118,7 @@ def run_table(summary: dict) -> Table:
         "ambig.",
         "lost",
         "dup",
-        "fault: unavail. s",
+        "fault: unavail. s (no success)",
         "note",
     ):
         table.add_column(col, justify="right")
@@ -126,7 +127,15 @@ def run_table(summary: dict) -> Table:
         enq = ops.get("enqueue") or ops.get("enqueue_many") or {}
         errors = sum(sum(kinds.values()) for kinds in cell["errors"].values())
         note = ", ".join(
-            filter(None, ["unstable" if cell["unstable"] else "", "" if cell["complete"] else "incomplete"])
+            filter(
+                None,
+                [
+                    "unstable" if cell["unstable"] else "",
+                    "" if cell["complete"] else "incomplete",
+                    "[red]rate NOT reached[/]" if rate_shortfall(cell) else "",
+                    "drain timed out (lost ≤)" if lost(audit)[1] else "",
+                ],
+            )
         )
         table.add_row(
             escape(cell["id"]),
@@ -138,9 +147,9 @@ def run_table(summary: dict) -> Table:
             f"{audit.get('enqueued_ok', 0):,}",
             f"{audit.get('rejected', 0):,}",
             f"{audit.get('ambiguous', 0):,}",
-            f"{audit.get('lost', 0):,}",
+            lost_text(audit),
             f"{audit.get('duplicates', 0):,}",
-            num(fault.get("unavailable_s"), 2),
+            num(fault_windows(fault)[0], 2),
             note,
         )
     return table

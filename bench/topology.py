@@ -23,6 +23,16 @@ class ClusterNodeInfo:
         return "fail" in self.flags or "fail?" in self.flags or "noaddr" in self.flags
 
     @property
+    def suspected(self) -> bool:
+        """PFAIL: the node this view came from cannot reach it (one node's suspicion)."""
+        return "fail?" in self.flags
+
+    @property
+    def marked_failed(self) -> bool:
+        """FAIL: a majority of masters agreed it is down (the cluster's decision)."""
+        return "fail" in self.flags
+
+    @property
     def slot_count(self) -> int:
         return sum(hi - lo + 1 for lo, hi in self.slots)
 

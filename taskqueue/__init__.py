@@ -1,11 +1,12 @@
 """TaskQueue: an at-least-once task queue on Redis and Redis Cluster (the system under test)."""
 
-from .errors import PoolExhausted, QueueFull, QueueUnavailable, TaskQueueError, classify
+from .errors import AccessDenied, PoolExhausted, QueueFull, QueueUnavailable, TaskQueueError, classify
 from .queue import TaskQueue
 from .settings import QueueSettings
 from .task import Task
 
 __all__ = [
+    "AccessDenied",
     "PoolExhausted",
     "QueueFull",
     "QueueSettings",

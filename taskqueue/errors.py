@@ -3,6 +3,18 @@
 Every error keeps the redis-py exception that caused it (``__cause__`` and ``.cause``) and a
 short ``kind`` label (``oom``, ``connection_refused``, ``clusterdown`` …) used as the error
 class in reports.
+
+``classify`` and ``translate`` are pure functions; ``REDIS_ERRORS`` is what the queue catches to
+translate (``RedisClusterException`` is not a ``RedisError``). Kinds, by typed error:
+
+- ``QueueFull``: ``oom``
+- ``PoolExhausted``: ``pool_exhausted``
+- ``AccessDenied``: ``auth`` (NOAUTH, WRONGPASS, NOPERM, failed AUTH)
+- ``QueueUnavailable``: ``connection_refused``, ``connection_lost``, ``timeout``, ``clusterdown``,
+  ``cluster_unreachable``, ``tryagain``, ``moved``, ``readonly``, ``not_replicated``
+- ``TaskQueueError``: ``other``
+
+Only ``AMBIGUOUS_KINDS`` leave a write's outcome unknown; every other kind is a rejection.
 """
 
 from __future__ import annotations
@@ -12,6 +24,9 @@ import errno
 from redis import exceptions as rex
 
 __all__ = [
+    "AMBIGUOUS_KINDS",
+    "REDIS_ERRORS",
+    "AccessDenied",
     "PoolExhausted",
     "QueueFull",
     "QueueUnavailable",
@@ -41,7 +56,8 @@ class QueueFull(TaskQueueError):
 
 
 class QueueUnavailable(TaskQueueError):
-    """Redis could not be reached or could not serve the slot (refused, CLUSTERDOWN, TRYAGAIN, timeout).
+    """Redis could not be reached or could not serve the slot (refused, CLUSTERDOWN, TRYAGAIN, timeout,
+    or the cluster client could not connect to / map the cluster: ``cluster_unreachable``).
 
     For a write, the outcome is *ambiguous* when ``kind`` is ``timeout`` or ``connection_lost``:
     the command may have been applied before the failure.
@@ -56,19 +72,90 @@ class PoolExhausted(TaskQueueError):
     kind = "pool_exhausted"
 
 
+class AccessDenied(TaskQueueError):
+    """Redis refused the credentials or the command (NOAUTH, WRONGPASS, NOPERM): nothing was run.
+
+    A configuration problem rather than an outage: retrying does not help.
+    """
+
+    kind = "auth"
+
+
+# What the queue catches and translates: every redis-py error, cluster client errors included.
+REDIS_ERRORS: tuple[type[BaseException], ...] = (rex.RedisError, rex.RedisClusterException)
+
 # Kinds where a write may or may not have happened on the server.
 AMBIGUOUS_KINDS = frozenset({"timeout", "connection_lost", "not_replicated"})
+
+UNAVAILABLE_KINDS = frozenset(
+    {
+        "connection_refused",
+        "connection_lost",
+        "timeout",
+        "clusterdown",
+        "cluster_unreachable",
+        "tryagain",
+        "moved",
+        "readonly",
+        "not_replicated",
+    }
+)
+
+_AUTH_ERRORS = (
+    rex.AuthenticationError,
+    rex.AuthorizationError,
+    rex.AuthenticationWrongNumberOfArgsError,
+    rex.NoPermissionError,
+    rex.ExternalAuthProviderError,
+)
+_AUTH_CODES = ("NOAUTH", "WRONGPASS", "NOPERM")
+# RedisClusterException messages that mean the client could not reach or map the cluster.
+_UNREACHABLE_MESSAGES = (
+    "cannot be connected",
+    "could not agree",
+    "cluster mode is not enabled",
+    "has no redis_connection",
+    "doesn't exist in the cluster",
+)
+
+
+def _has_code(message: str, code: str) -> bool:
+    """``code`` as a Redis error code: at the start, after ``-``, or as a word (script errors)."""
+    return message.startswith(code) or f"-{code}" in message or f" {code} " in message
+
+
+def _is_auth(exc: BaseException, message: str) -> bool:
+    return isinstance(exc, _AUTH_ERRORS) or any(_has_code(message, code) for code in _AUTH_CODES)
+
+
+def _classify_cluster_client(exc: rex.RedisClusterException) -> str:
+    """RedisClusterException and subclasses: raised by the cluster client itself, before sending."""
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and classify(cause) == "auth":
+        return "auth"
+    message = str(exc)
+    if isinstance(exc, rex.SlotNotCoveredError) or "not covered" in message:
+        return "clusterdown"
+    connection_cause = isinstance(cause, rex.ConnectionError | rex.TimeoutError | OSError)
+    if connection_cause or any(m in message.lower() for m in _UNREACHABLE_MESSAGES):
+        return "cluster_unreachable"
+    return "other"  # misuse: cross-slot transaction, unsupported command or argument …
 
 
 def classify(exc: BaseException) -> str:
     """Short error class for a redis-py (or OS) exception, as used in reports."""
     if isinstance(exc, TaskQueueError):
         return exc.kind
+    if isinstance(exc, rex.RedisClusterException):
+        return _classify_cluster_client(exc)
     if isinstance(exc, rex.MaxConnectionsError):
         return "pool_exhausted"
     message = str(exc)
     if isinstance(exc, rex.ConnectionError) and "No connection available" in message:
         return "pool_exhausted"
+    # Before the ConnectionError branch: AuthenticationError is a ConnectionError.
+    if _is_auth(exc, message):
+        return "auth"
     if isinstance(exc, rex.OutOfMemoryError) or message.startswith("OOM") or "-OOM" in message or " OOM " in message:
         return "oom"
     if isinstance(exc, rex.ClusterDownError) or "CLUSTERDOWN" in message:
@@ -89,7 +176,7 @@ def classify(exc: BaseException) -> str:
         return "connection_lost"
     if isinstance(exc, rex.ReadOnlyError) or message.startswith("READONLY"):
         return "readonly"
-    if isinstance(exc, rex.ClusterError | rex.RedisClusterException | rex.SlotNotCoveredError):
+    if isinstance(exc, rex.ClusterError):  # TTL exhausted after redirections
         return "clusterdown"
     return "other"
 
@@ -104,15 +191,8 @@ def translate(exc: BaseException) -> TaskQueueError:
         return QueueFull(text, cause=exc, kind=kind)
     if kind == "pool_exhausted":
         return PoolExhausted(text, cause=exc, kind=kind)
-    if kind in {
-        "connection_refused",
-        "connection_lost",
-        "timeout",
-        "clusterdown",
-        "tryagain",
-        "moved",
-        "readonly",
-        "not_replicated",
-    }:
+    if kind == "auth":
+        return AccessDenied(text, cause=exc, kind=kind)
+    if kind in UNAVAILABLE_KINDS:
         return QueueUnavailable(text, cause=exc, kind=kind)
     return TaskQueueError(text, cause=exc, kind=kind)

@@ -16,7 +16,7 @@ from redis.cluster import RedisCluster
 from .codec import IdFactory, encode_record
 from .connection import Client, build_cluster, build_standalone, endpoint_report, pool_report
 from .engines import ENGINES, make_engine
-from .errors import QueueUnavailable, TaskQueueError, translate
+from .errors import REDIS_ERRORS, QueueUnavailable, TaskQueueError, translate
 from .keys import PartitionKeys, partition_keys, queue_pattern
 from .settings import QueueSettings, backend_from_env, parse_nodes
 from .task import Task, partition_of
@@ -24,12 +24,20 @@ from .task import Task, partition_of
 MAX_PARTITIONS_SEARCH = 256
 
 
+def _typed(exc: BaseException, partition: int | None = None) -> TaskQueueError:
+    """The one translation point: every redis-py error (``REDIS_ERRORS``) caught by the queue goes
+    through here and comes out as a TaskQueueError tagged with the partition it was for."""
+    err = translate(exc)
+    err.partition = partition
+    return err
+
+
 @contextmanager
-def _typed_errors() -> Iterator[None]:
+def _typed_errors(partition: int | None = None) -> Iterator[None]:
     try:
         yield
-    except rex.RedisError as exc:
-        raise translate(exc) from exc
+    except REDIS_ERRORS as exc:
+        raise _typed(exc, partition) from exc
 
 
 class TaskQueue:
@@ -37,6 +45,13 @@ class TaskQueue:
 
     >>> q = TaskQueue("redis://127.0.0.1:6379/0")            # doctest: +SKIP
     >>> q = TaskQueue(cluster_nodes=["127.0.0.1:7000"])       # doctest: +SKIP
+
+    Every failure talking to Redis, in the constructor and in every method, comes out as a
+    :class:`~taskqueue.errors.TaskQueueError` subclass (``QueueUnavailable`` with kind
+    ``cluster_unreachable`` when no cluster node can be reached, ``AccessDenied`` for bad
+    credentials …). Bad arguments stay ``ValueError``: an unknown engine, both or neither of
+    ``redis_url`` / ``cluster_nodes``, a URL with a wrong scheme (raised by redis-py) or an
+    unparsable node list. Those are programming or configuration errors, not failures.
     """
 
     def __init__(
@@ -82,13 +97,19 @@ class TaskQueue:
             else:
                 assert redis_url is not None
                 self.client = build_standalone(redis_url, settings)
-        self.partitions = settings.partitions or self._default_partitions()
-        self._keys = [partition_keys(settings.name, p) for p in range(self.partitions)]
-        self.lease_ms = int(settings.visibility_timeout * 1000)
-        self._new_id = IdFactory()
-        self._consume_start = itertools.count()
-        self.engine = make_engine(engine, self)
-        self.engine.prepare()
+        try:
+            with _typed_errors():
+                self.partitions = settings.partitions or self._default_partitions()
+                self._keys = [partition_keys(settings.name, p) for p in range(self.partitions)]
+                self.lease_ms = int(settings.visibility_timeout * 1000)
+                self._new_id = IdFactory()
+                self._consume_start = itertools.count()
+                self.engine = make_engine(engine, self)
+                self.engine.prepare()
+        except BaseException:
+            with contextlib.suppress(*REDIS_ERRORS):
+                self.client.close()
+            raise
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **kwargs: Any) -> TaskQueue:
@@ -118,7 +139,8 @@ class TaskQueue:
         """Partition -> ``host:port`` of the master that owns it now (standalone: the server)."""
         if not isinstance(self.client, RedisCluster):
             return {p: endpoint_report(self.client)["url"] for p in range(self.partitions)}
-        return {p: self._master_of(k.ready) for p, k in enumerate(self._keys)}
+        with _typed_errors():
+            return {p: self._master_of(k.ready) for p, k in enumerate(self._keys)}
 
     def describe(self) -> dict[str, Any]:
         """Effective configuration, read back from the client and the server."""
@@ -194,13 +216,11 @@ class TaskQueue:
             for result in (stored, acked):
                 if isinstance(result, Exception):
                     raise result
-        except rex.RedisError as exc:
+        except REDIS_ERRORS as exc:
             if isinstance(self.client, RedisCluster):  # the slot may have moved: refresh the map
-                with contextlib.suppress(rex.RedisError):
+                with contextlib.suppress(*REDIS_ERRORS):  # unreachable cluster: keep the first error
                     self.client.nodes_manager.initialize()
-            err = translate(exc)
-            err.partition = p
-            raise err from exc
+            raise _typed(exc, p) from exc
         if int(acked) < wanted:
             err = QueueUnavailable(
                 f"not_replicated: {acked}/{wanted} replicas within {timeout} ms", kind="not_replicated"
@@ -218,10 +238,8 @@ class TaskQueue:
             except rex.NoScriptError:
                 self.client.script_load(script.script)
                 return self.client.execute_command("EVALSHA", script.sha, numkeys, *keys_and_args)
-        except rex.RedisError as exc:
-            err = translate(exc)
-            err.partition = partition
-            raise err from exc
+        except REDIS_ERRORS as exc:
+            raise _typed(exc, partition) from exc
 
     def command(self, *args: Any, partition: int | None = None) -> Any:
         """One plain command, errors typed (and tagged with the partition)."""
@@ -231,10 +249,8 @@ class TaskQueue:
         """Run a client call with errors typed (and tagged with the partition)."""
         try:
             return fn()
-        except rex.RedisError as exc:
-            err = translate(exc)
-            err.partition = partition
-            raise err from exc
+        except REDIS_ERRORS as exc:
+            raise _typed(exc, partition) from exc
 
     def enqueue_many(self, payloads: Sequence[bytes], *, task_ids: Sequence[str] | None = None) -> list[str]:
         """Pipelined enqueue: one script call per partition, one round trip per node."""
@@ -244,9 +260,10 @@ class TaskQueue:
         for task_id, payload in zip(ids, payloads, strict=True):
             args.setdefault(partition_of(task_id, self.partitions), []).extend((task_id, encode_record(now, payload)))
         calls = [(self.engine.enqueue_keys(p), a) for p, a in args.items()]
-        for result in self._pipelined_script(self.engine.enqueue_many_script, calls):
+        results = self._pipelined_script(self.engine.enqueue_many_script, calls)
+        for p, result in zip(args, results, strict=True):
             if isinstance(result, Exception):
-                raise translate(result) from result
+                raise _typed(result, p) from result
         return ids
 
     def _pipelined_script(self, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
@@ -339,7 +356,8 @@ class TaskQueue:
         return deleted
 
     def close(self) -> None:
-        self.client.close()
+        with _typed_errors():
+            self.client.close()
 
     def __enter__(self) -> TaskQueue:
         return self

@@ -144,6 +144,52 @@ def test_open_loop_rate_records_corrected_and_service_latency(standalone, tmp_pa
     # 400/s for ~3 s: the schedule holds the offered rate (generous bounds: this is behaviour, not speed)
     assert 600 <= ops["enqueue"]["count"] <= 1300
     assert ops["enqueue"]["p50_us"] >= ops["enqueue_service"]["p50_us"]
+    coverage = json.loads((out / "summary.json").read_text())["open_loop"]
+    assert coverage["rate"] == 400 and coverage["rate_reached"] is True
+    # every send made is counted once it returns; up to one per user may still be in flight at the stop
+    assert 0 <= coverage["issued"] - ops["enqueue"]["count"] <= 4
+    assert coverage["backlog"] == coverage["planned"] - coverage["issued"]
+
+
+def test_open_loop_rate_out_of_reach_is_reported_not_hidden(standalone, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = run_locust(
+        *["--headless", "-u", "4", "-r", "4", "-t", "4s", "--redis-url"],
+        standalone.url,
+        *["--queue-name", "load-rate-high", "--rate", "200000", "--results-dir"],
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    coverage = summary["open_loop"]
+    # 200,000/s from 4 users in one process: far out of reach on any machine
+    assert coverage["rate_reached"] is False and coverage["coverage"] < 0.5
+    assert 0 <= coverage["issued"] - summary["ops"]["enqueue"]["count"] <= 4
+    assert coverage["planned"] >= 200_000 * 3  # due over the ~4 s run
+    assert coverage["backlog"] == coverage["planned"] - coverage["issued"] > 0
+    assert coverage["backlog_oldest_delay_s"] > 1.0
+    assert 0 < coverage["achieved_rate"] < 100_000
+    assert "only" in done.stderr and "of the planned sends were made" in done.stderr
+
+
+def test_unreachable_cluster_counts_typed_failures_without_traceback(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = run_locust(
+        *["--headless", "-u", "2", "-r", "2", "-t", "2s", "--cluster-nodes", "127.0.0.1:1"],
+        *["--audit", "true", "--results-dir", str(out)],
+    )
+    assert done.returncode in (0, 1), done.stderr[-2000:]  # 1: Locust's exit code when requests failed
+    assert "Traceback" not in done.stderr and "Uncaught exception" not in done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    errors = summary["errors_including_warmup"]
+    assert set(errors) >= {"enqueue", "dequeue"}
+    assert all(set(kinds) == {"cluster_unreachable"} for kinds in errors.values()), errors
+    total = sum(n for kinds in errors.values() for n in kinds.values())
+    # with the 5 ms backoff after each failure, 2 users cannot fail more than ~400 times/s each
+    assert 0 < total <= 2 * 2 * 400
+    audit = summary["audit_during_load"]
+    assert audit["rejected"] == errors["enqueue"]["cluster_unreachable"] and audit["enqueued_ok"] == 0
+    assert "lost" not in audit and audit["undelivered"] == 0
 
 
 def test_interrupted_run_still_writes_incomplete_results(standalone, tmp_path: Path) -> None:

@@ -1,0 +1,211 @@
+"""Readers of the results contract shared by ``bench report`` and the CLI tables: lost counts that may
+be upper bounds, open-loop coverage, fault windows, server counters, repeat counts; plus the Markdown
+sections for fault timelines, open loop and server counters. Pure: no Redis, no rich."""
+
+from __future__ import annotations
+
+from typing import Any
+
+COUNTERS = ("evicted_keys", "expired_keys", "rejected_connections")
+
+
+def n(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float | int):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def lost(audit: dict[str, Any], key: str = "lost") -> tuple[int | None, bool]:
+    """(count, is_upper_bound). A drain that timed out records ``<key>_upper_bound`` instead of ``key``
+    (summed repeats may hold both); old runs flagged the same case with ``lost_is_upper_bound``."""
+    bound = audit.get(f"{key}_upper_bound")
+    if bound is not None:
+        return (audit.get(key) or 0) + bound, True
+    return audit.get(key), key == "lost" and bool(audit.get("lost_is_upper_bound"))
+
+
+def lost_text(audit: dict[str, Any], key: str = "lost") -> str:
+    count, upper = lost(audit, key)
+    return f"≤ {count:,}" if upper and count is not None else n(count)
+
+
+def repeat_count(cell: dict[str, Any]) -> int:
+    return len(cell.get("repeats") or []) or int(cell.get("params", {}).get("repeat") or 1)
+
+
+def rate_shortfall(cell: dict[str, Any]) -> dict[str, Any] | None:
+    """The open-loop block (the cell's, else a repeat's) whose offered rate was not reached, if any."""
+    blocks = [cell.get("open_loop")] + [r.get("open_loop") for r in cell.get("repeats") or []]
+    return next((b for b in blocks if b and b.get("rate_reached") is False), None)
+
+
+def rate_warning(cell: dict[str, Any]) -> str | None:
+    ol = rate_shortfall(cell)
+    if ol is None:
+        return None
+    return (
+        f"cell {cell['id']}: offered {n(ol.get('rate'))}/s but only {(ol.get('coverage') or 0) * 100:.1f}% of the "
+        "sends were made (harness- or server-bound); its latency percentiles are not the latency at that rate"
+    )
+
+
+def fault_windows(f: dict[str, Any]) -> tuple[float | None, float | None]:
+    """(unavailable_s: longest gap without a successful operation, error_window_s). Runs before the
+    contract of issue #9 stored the error window as ``unavailable_s`` and never measured the gap."""
+    if "error_window_s" in f or "outage_start_s" in f:
+        return f.get("unavailable_s"), f.get("error_window_s")
+    return None, f.get("unavailable_s")
+
+
+def server_counters(cell: dict[str, Any]) -> dict[str, Any] | None:
+    """Peak memory and counters over the repeats: summed when each repeat reset its counters
+    (CONFIG RESETSTAT), else the largest reading (counters since the server started)."""
+    reps = [r["server"] for r in cell.get("repeats") or [] if r.get("server")] or (
+        [cell["server"]] if cell.get("server") else []
+    )
+    if not reps:
+        return None
+    resets = [r.get("stats_reset") for r in reps]
+    reset = True if all(x is True for x in resets) else (False if any(x is False for x in resets) else None)
+    peaks = [r["peak_used_memory"] for r in reps if r.get("peak_used_memory") is not None]
+    out: dict[str, Any] = {"peak_used_memory": max(peaks) if peaks else None, "stats_reset": reset}
+    for key in COUNTERS:
+        vals = [r[key] for r in reps if r.get(key) is not None]
+        out[key] = (sum(vals) if reset else max(vals)) if vals else None
+    return out
+
+
+def counters_note(counters: dict[str, Any]) -> str:
+    if counters["stats_reset"] is True:
+        return "counters reset at cell start"
+    if counters["stats_reset"] is False:
+        return "counters since server start (not reset)"
+    return ""
+
+
+def _source(f: dict[str, Any]) -> str:
+    src = f.get("timeline_source") or {}
+    return ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in src.items() if v) or "not recorded"
+
+
+def fault_section(faulted: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for c in faulted:
+        f = c["fault"]
+        unavailable, window = fault_windows(f)
+        rows.append(
+            [
+                c["id"],
+                f["kind"],
+                *(
+                    n(f.get(k), 2)
+                    for k in (
+                        "injected_at_s",
+                        "suspected_at_s",
+                        "node_failed_at_s",
+                        "promoted_at_s",
+                        "client_saw_new_master_at_s",
+                        "outage_start_s",
+                        "outage_end_s",
+                    )
+                ),
+                n(unavailable, 2),
+                n(window, 2),
+                n(f.get("healthy_unavailable_s"), 2),
+                "ok" if f.get("restore_ok") else "FAILED",
+            ]
+        )
+    headers = ["cell", "kind", "injected", "suspected (PFAIL)", "node failed (FAIL, quorum)", "promoted"]
+    headers += ["client saw new master", "outage start", "outage end", "unavailable (no success)", "error window"]
+    headers += ["healthy masters unavailable", "restore"]
+    sources = "; ".join(f"{c['id']}: {_source(c['fault'])}" for c in faulted)
+    parts = [
+        "## Fault timelines (seconds from load start)",
+        "",
+        table(headers, rows),
+        "",
+        "Unavailable is the longest gap between successful operations on the faulted partition (outage start to "
+        "outage end), hanging calls included: a call that blocks for 3 s counts as 3 s unavailable even without an "
+        "error. The error window (first to last error) is shorter whenever calls hang instead of failing. Suspected "
+        "is the first PFAIL of the target seen by polling another node; node failed (FAIL by quorum) and promoted "
+        "come from the servers' own logs where the source says server-log, else from that polling "
+        f"(sources — {sources}). Older runs measured only the error window: their unavailable is shown as –.",
+        "",
+    ]
+    prows = [
+        [
+            c["id"],
+            p,
+            "yes" if d.get("faulted") else "no",
+            *(
+                n(d.get(k), 2)
+                for k in (
+                    "unavailable_s",
+                    "outage_start_s",
+                    "outage_end_s",
+                    "first_error_at_s",
+                    "last_error_at_s",
+                    "error_window_s",
+                )
+            ),
+            n(d.get("errors")),
+        ]
+        for c in faulted
+        for p, d in sorted((c["fault"].get("partitions") or {}).items(), key=lambda kv: (len(kv[0]), kv[0]))
+    ]
+    if prows:
+        headers = ["cell", "partition", "faulted master", "unavailable (no success)", "outage start", "outage end"]
+        headers += ["first error", "last error", "error window", "errors"]
+        parts += ["### Per partition", "", table(headers, prows), ""]
+    return parts
+
+
+def open_loop_section(cells: list[dict[str, Any]]) -> list[str]:
+    rows = [
+        [
+            c["id"],
+            n(ol.get("rate")),
+            n(ol.get("planned")),
+            n(ol.get("issued")),
+            n(ol.get("backlog")),
+            n(ol.get("achieved_rate"), 1),
+            n(None if ol.get("coverage") is None else ol["coverage"] * 100, 1),
+            "yes" if ol.get("rate_reached") else "**NO**",
+        ]
+        for c in cells
+        if (ol := c.get("open_loop"))
+    ]
+    if not rows:
+        return []
+    headers = ["cell", "rate (offered/s)", "planned", "issued", "backlog (never sent)", "achieved rate/s"]
+    headers += ["coverage %", "rate reached"]
+    return [
+        "## Open loop: was the offered rate reached?",
+        "",
+        table(headers, rows),
+        "",
+        "Backlog: sends due but never started; they enter the corrected enqueue histogram with their true delay. "
+        "Below 95 % coverage the harness or the server could not keep up: that cell's percentiles are not the "
+        "latency at the offered rate.",
+        "",
+    ]
+
+
+def server_section(cells: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for c in cells:
+        s = server_counters(c)
+        if s is not None:
+            rows.append([c["id"], n(s["peak_used_memory"]), *(n(s[k]) for k in COUNTERS), counters_note(s) or "–"])
+    if not rows:
+        return []
+    headers = ["cell", "peak used memory (bytes)", "evicted keys", "expired keys", "rejected connections", "counters"]
+    return ["## Server counters (all nodes of the cell)", "", table(headers, rows), ""]

@@ -1,0 +1,274 @@
+"""Report, CLI tables and `bench compare` on synthetic summaries of the issue #9 results contract. No Redis."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from bench import cli, report
+from bench.runs import Run
+from bench.tables import run_table
+
+
+def op(ops_per_s: float, p99: float, lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+    return {
+        "count": 1000,
+        "ops_per_s": ops_per_s,
+        "p50_us": p99 / 2,
+        "p99_us": p99,
+        "p999_us": p99 * 2,
+        "ops_per_s_min": ops_per_s if lo is None else lo,
+        "ops_per_s_max": ops_per_s if hi is None else hi,
+        "ops_per_s_spread": 0.01,
+        "p99_us_min": p99,
+        "p99_us_max": p99,
+        "p99_us_spread": 0.01,
+    }
+
+
+def cell(
+    cid: str,
+    backend: str = "standalone",
+    repeats: int = 1,
+    enqueue: dict[str, Any] | None = None,
+    audit: dict[str, Any] | None = None,
+    server: dict[str, Any] | None = None,
+    version: str = "7.0.15",
+    **extra: Any,
+) -> dict[str, Any]:
+    params = {
+        "backend": backend,
+        "users": 4,
+        "pool_size": 10,
+        "pool_blocking": False,
+        "maxmemory": "0",
+        "maxmemory_policy": "noeviction",
+        "fault": "none",
+        "repeat": repeats,
+        "rate": 0.0,
+    }
+    params.update(extra.pop("params", {}))
+    return {
+        "id": cid,
+        "params": params,
+        "complete": True,
+        "unstable": [],
+        "ops": {"enqueue": enqueue or op(1000.0, 500.0), "ack": op(500.0, 400.0)},
+        "errors": {},
+        "audit": {"enqueued_ok": 1000, "rejected": 0, "ambiguous": 0, "duplicates": 0, "lost": 0, **(audit or {})},
+        "effective": {"servers": {"nodes": {"127.0.0.1:7000": {"server_version": version}}}},
+        "repeats": [{"complete": True, **({"server": server} if server else {})} for _ in range(repeats)],
+        **extra,
+    }
+
+
+def run_of(tmp_path: Path, cells: list[dict[str, Any]], hostname: str = "alpha", name: str = "run") -> Run:
+    summary = {
+        "kind": "scenario-run",
+        "scenario": "synthetic",
+        "complete": True,
+        "environment": {"hostname": hostname, "host_cores": 2, "python": "3.11.7", "redis_py": "8.1.0"},
+        "cells": cells,
+    }
+    path = tmp_path / name
+    path.mkdir(exist_ok=True)
+    (path / "summary.json").write_text(json.dumps(summary))
+    return Run(path, summary)
+
+
+FAULT = {
+    "kind": "failover-force",
+    "target": "127.0.0.1:7001",
+    "injected_at_s": 2.0,
+    "suspected_at_s": 2.1,
+    "node_failed_at_s": 3.2,
+    "promoted_at_s": 3.9,
+    "client_saw_new_master_at_s": 6.3,
+    "outage_start_s": 2.0,
+    "outage_end_s": 6.3,
+    "unavailable_s": 4.3,
+    "error_window_s": 1.6,
+    "healthy_unavailable_s": 0.7,
+    "client_recovery_lag_s": 2.4,
+    "timeline_source": {"node_failed": "server-log", "promoted": "poll"},
+    "restore_ok": True,
+    "partitions": {
+        "0": {"faulted": True, "unavailable_s": 4.3, "error_window_s": 1.6, "errors": 41},
+        "1": {"faulted": False, "unavailable_s": 0.7, "error_window_s": 0.2, "errors": 3},
+    },
+}
+
+
+def faulted_cell(**fault: Any) -> dict[str, Any]:
+    return cell(
+        "kill",
+        "cluster",
+        audit={"duplicates": 2, "ambiguous": 5},
+        fault={**FAULT, **fault},
+        params={"fault": "failover-force"},
+    )
+
+
+def headline(run: Run) -> str:
+    return next(f for f in report.findings(run) if "of a master" in f)
+
+
+def test_fault_headline_is_the_success_gap_not_the_error_window(tmp_path: Path) -> None:
+    run = run_of(tmp_path, [faulted_cell()])
+    text = headline(run)
+    assert text.startswith(
+        "failover-force of a master: 4.3 s unavailable to clients "
+        "(no successful operation on its partition; errors for 1.6 s); healthy masters also unavailable for 0.7 s"
+    )
+    assert "1.6 s unavailable" not in text and "0 tasks lost, 2 duplicated, 5 ambiguous" in text
+    md = report.markdown(run)
+    assert "| kill | failover-force | 2.00 | 2.10 | 3.20 | 3.90 | 6.30 | 2.00 | 6.30 | 4.30 | 1.60 | 0.70 | ok |" in md
+    assert "kill: node failed: server-log, promoted: poll" in md
+    assert "| kill | 0 | yes | 4.30 |" in md and "| kill | 1 | no | 0.70 |" in md  # per-partition table
+    no_healthy = headline(run_of(tmp_path, [faulted_cell(healthy_unavailable_s=0.0)], name="b"))
+    assert "healthy masters" not in no_healthy
+
+
+def test_old_fault_summary_is_read_as_an_error_window(tmp_path: Path) -> None:
+    old = {k: FAULT[k] for k in ("kind", "target", "injected_at_s", "promoted_at_s", "restore_ok")}
+    run = run_of(tmp_path, [faulted_cell() | {"fault": old | {"unavailable_s": 1.6}}])
+    assert "errors for 1.6 s (older run" in headline(run) and "1.6 s unavailable" not in headline(run)
+
+
+def test_lost_upper_bound_is_printed_as_at_most(tmp_path: Path) -> None:
+    timed_out = {"lost_upper_bound": 12, "lost_ambiguous_upper_bound": 2, "still_queued": 12}
+    c = faulted_cell()
+    c["audit"] = {k: v for k, v in c["audit"].items() if k != "lost"} | timed_out
+    old = cell("old", audit={"lost": 3, "lost_is_upper_bound": 1})
+    run = run_of(tmp_path, [c, old])
+    assert "≤ 12 tasks lost (upper bound: drain timed out)" in headline(run)
+    md = report.markdown(run)
+    assert "| ≤ 12 | ≤ 2 |" in md and "| ≤ 3 | – |" in md
+    text = render(run_table(run.summary))
+    assert "≤ 12" in text and "drain timed out (lost ≤)" in text
+
+
+def test_memory_finding_with_upper_bound_and_server_counters(tmp_path: Path) -> None:
+    server = {
+        "peak_used_memory": 4_000_000,
+        "evicted_keys": 60,
+        "expired_keys": 1,
+        "rejected_connections": 0,
+        "stats_reset": True,
+    }
+    c = cell(
+        "lru",
+        repeats=2,
+        audit={"lost_upper_bound": 40, "still_queued": 7},
+        server=server,
+        params={"maxmemory": "4mb", "maxmemory_policy": "allkeys-lru"},
+    )
+    del c["audit"]["lost"]
+    run = run_of(tmp_path, [c])
+    assert report.findings(run) == [
+        "allkeys-lru lost ≤ 40 of 1,000 acknowledged tasks (upper bound: drain timed out with 7 still queued; "
+        "maxmemory 4mb); server: 120 keys evicted, 2 keys expired, 0 connections rejected "
+        "(counters reset at cell start)"
+    ]
+    assert "| lru | 4,000,000 | 120 | 2 | 0 | counters reset at cell start |" in report.markdown(run)
+
+
+OPEN_LOOP = {"rate": 5000, "planned": 20000, "issued": 12400, "backlog": 7600, "achieved_rate": 3100.0}
+
+
+def test_rate_not_reached_warns_at_the_top(tmp_path: Path) -> None:
+    short = cell("open 5k", open_loop=OPEN_LOOP | {"coverage": 0.62, "rate_reached": False})
+    fine = cell("open 1k", open_loop=OPEN_LOOP | {"rate": 1000, "coverage": 1.0, "rate_reached": True})
+    run = run_of(tmp_path, [short, fine])
+    warning = (
+        "cell open 5k: offered 5,000/s but only 62.0% of the sends were made (harness- or server-bound); "
+        "its latency percentiles are not the latency at that rate"
+    )
+    md = report.markdown(run)
+    assert f"> **WARNING: {warning}.**" in md
+    assert md.index(warning) < md.index("## Findings")
+    assert report.findings(run)[0] == warning and "cell open 1k: offered" not in md
+    assert "| open 5k | 5,000 | 20,000 | 12,400 | 7,600 | 3,100.0 | 62.0 | **NO** |" in md
+    assert "| open 1k | 1,000 | 20,000 | 12,400 | 7,600 | 3,100.0 | 100.0 | yes |" in md
+    rows = [line for line in md.splitlines() if line.startswith("| open 5k | 1,000 |")]  # throughput table
+    assert rows and rows[0].endswith("| rate NOT reached |")
+    assert "<strong>WARNING: cell open 5k" in report.to_html(md, tmp_path)
+    assert "rate NOT reached" in render(run_table(run.summary))
+    # a repeat that fell short counts even if the cell-level block is missing
+    only_repeat = cell("rep")
+    only_repeat["repeats"][0]["open_loop"] = OPEN_LOOP | {"coverage": 0.5, "rate_reached": False}
+    assert "cell rep: offered 5,000/s but only 50.0%" in report.findings(run_of(tmp_path, [only_repeat], name="r"))[0]
+
+
+def ratio_findings(tmp_path: Path, repeats: int, name: str) -> list[str]:
+    sa = cell("sa", repeats=repeats, enqueue=op(1000.0, 500.0, 950.0, 1050.0))
+    cl = cell("cl", "cluster", repeats=repeats, enqueue=op(900.0, 750.0, 850.0, 950.0))
+    return [f for f in report.findings(run_of(tmp_path, [sa, cl], name=name)) if "× standalone" in f]
+
+
+def test_ratio_findings_say_how_sure_they_are(tmp_path: Path) -> None:
+    one = ratio_findings(tmp_path, 1, "one")
+    assert one[0] == (
+        "cluster enqueue throughput at 4 users (pool 10, same run, one 2-core host) is 0.90× standalone "
+        "(1 repeat, noise unknown)"
+    )
+    assert len(one) == 3 and all("(1 repeat, noise unknown)" in f for f in one)
+    assert all("(2 repeats, noise unknown)" in f for f in ratio_findings(tmp_path, 2, "two"))
+    three = ratio_findings(tmp_path, 3, "three")
+    assert not any("noise unknown" in f for f in three)
+    assert three[0].endswith("is 0.90× standalone (range 0.81..1.00× over 3 repeats)")  # 850/1050 .. 950/950
+
+
+def compare_runs(tmp_path: Path, repeats: int) -> tuple[Run, Run]:
+    a = run_of(tmp_path, [cell("sa", repeats=repeats)], hostname="alpha", name=f"a{repeats}")
+    b = run_of(
+        tmp_path,
+        [cell("sa", repeats=repeats, enqueue=op(700.0, 500.0), version="7.2.4")],
+        hostname="beta",
+        name=f"b{repeats}",
+    )
+    return a, b
+
+
+def verdict(rows: list[dict[str, Any]]) -> str:
+    return next(r["verdict"] for r in rows if r["operation"] == "enqueue" and r["metric"] == "ops_per_s")
+
+
+def test_compare_environment_and_few_repeat_verdicts(tmp_path: Path) -> None:
+    a, b = compare_runs(tmp_path, 1)
+    assert report.environment_differences(a, b) == ["hostname: A=alpha, B=beta", "server version: A=7.0.15, B=7.2.4"]
+    assert report.environment_differences(a, a) == []
+    assert verdict(report.compare(a, b)) == "changed"
+    assert verdict(report.compare(a, b, strict=True)) == "regression"
+    a3, b3 = compare_runs(tmp_path, 3)
+    assert verdict(report.compare(a3, b3)) == "regression"
+
+
+def test_compare_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = compare_runs(tmp_path, 1)
+    assert cli.main(["compare", str(a.path), str(b.path)]) == 0
+    out = capsys.readouterr().out
+    assert "hostname: A=alpha, B=beta" in out and "server version: A=7.0.15, B=7.2.4" in out
+    table = out.split("regression/improvement:")[0]
+    assert "changed" in table and "regression" not in table and "0.70x" in table
+    assert cli.main(["compare", str(a.path), str(b.path), "--fail-on-regression"]) == 1
+    out = capsys.readouterr().out
+    assert "regression" in out.split("regression/improvement:")[0] and "1 regression(s)" in out
+    assert cli.main(["compare", str(a.path), str(a.path)]) == 0
+    assert "environment" not in capsys.readouterr().out
+
+
+def render(table: Any) -> str:
+    console = Console(record=True, width=300, file=io.StringIO())
+    console.print(table)
+    return console.export_text()
+
+
+def test_run_table_unavailable_is_the_success_gap(tmp_path: Path) -> None:
+    text = render(run_table(run_of(tmp_path, [faulted_cell()]).summary))
+    assert "4.30" in text and "1.60" not in text
