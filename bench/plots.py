@@ -19,8 +19,14 @@ if "ipykernel" not in sys.modules:  # headless files by default; notebooks keep 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator, NullLocator
 
+from .chartstyle import cells as _cells
+from .chartstyle import latency_axis, parse_memory
+from .chartstyle import title as _title
 from .errors import UsageError
+from .plots_faults import failover_timelines
 from .runs import Run, cell_label, error_count, load_run
 
 OPS = ("enqueue", "dequeue", "ack", "e2e")
@@ -36,18 +42,17 @@ ERROR_COLORS = {
 }
 
 
-def _title(fig: Figure, text: str, runs: list[Run]) -> None:
-    incomplete = [r.name for r in runs if not r.complete]
-    suffix = f"  [INCOMPLETE: {', '.join(incomplete)}]" if incomplete else ""
-    fig.suptitle(text + suffix, fontsize=13, fontweight="bold")
+def _repeats(cell: dict[str, Any], op: str) -> int:
+    return int(cell["ops"].get(op, {}).get("repeats") or len(cell.get("repeats") or []) or 1)
 
 
-def _cells(runs: list[Run], keep: Callable[[dict[str, Any]], bool] = lambda c: True) -> list[tuple[Run, dict]]:
-    return [(run, cell) for run in runs for cell in run.cells if keep(cell)]
+def _top(cell: dict[str, Any], op: str) -> float:
+    stats = cell["ops"].get(op, {})
+    return max(stats.get("ops_per_s_max") or 0, stats.get("ops_per_s") or 0)
 
 
 def throughput(runs: list[Run]) -> Figure | None:
-    """Ops/s per operation for each cell, repeat min..max as error bars."""
+    """Ops/s per operation for each cell, repeat min..max as error bars, rejected enqueues and errors marked."""
     items = _cells(runs, lambda c: c["params"].get("fault", "none") == "none" and bool(c["ops"]))
     if not items:
         return None
@@ -55,17 +60,53 @@ def throughput(runs: list[Run]) -> Figure | None:
     fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(items) + 3), 5.5))
     width = 0.8 / len(ops)
     x = np.arange(len(items))
+    hatched = False
     for i, op in enumerate(ops):
-        med = [c["ops"].get(op, {}).get("ops_per_s") or 0 for _, c in items]
-        lo = [m - (c["ops"].get(op, {}).get("ops_per_s_min") or m) for m, (_, c) in zip(med, items, strict=True)]
-        hi = [(c["ops"].get(op, {}).get("ops_per_s_max") or m) - m for m, (_, c) in zip(med, items, strict=True)]
-        ax.bar(x + (i - (len(ops) - 1) / 2) * width, med, width, yerr=[lo, hi], capsize=3, label=op)
+        stats = [c["ops"].get(op, {}) for _, c in items]
+        med = [s.get("ops_per_s") or 0 for s in stats]
+        several = [_repeats(c, op) > 1 for _, c in items]  # one repeat has no spread to show
+        lo = [m - (s.get("ops_per_s_min") or m) if k else np.nan for m, s, k in zip(med, stats, several, strict=True)]
+        hi = [(s.get("ops_per_s_max") or m) - m if k else np.nan for m, s, k in zip(med, stats, several, strict=True)]
+        bars = ax.bar(x + (i - (len(ops) - 1) / 2) * width, med, width, yerr=[lo, hi], capsize=3, label=op)
+        for bar, (_, c) in zip(bars, items, strict=True):
+            if sum(c["errors"].get(op, {}).values()):
+                bar.set_hatch("///")
+                bar.set_edgecolor("tab:red")
+                hatched = True
+    peak = max((_top(c, op) for _, c in items for op in ops), default=0)
+    for xi, (_, c) in enumerate(items):
+        rejected = (c.get("audit") or {}).get("rejected", 0)
+        errors = {op: sum(kinds.values()) for op, kinds in c["errors"].items() if sum(kinds.values())}
+        lines = [f"{rejected:,} enqueues rejected (whole load)"] if rejected else []
+        lines += [f"{op} errors {n:,} (measured)" for op, n in sorted(errors.items())]
+        if lines:
+            group_top = max(_top(c, op) for op in ops)
+            ax.annotate(
+                "\n".join(lines),
+                (xi, group_top),
+                xytext=(0, 8),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                color="tab:red",
+            )
+    ax.set_ylim(0, max(peak, 1) * 1.2)
     ax.set_xticks(x, [cell_label(c, r, len(runs) > 1) for r, c in items], rotation=25, ha="right")
     ax.set_ylabel("operations per second (median of repeats)")
-    ax.legend(title="operation")
+    handles = ax.get_legend_handles_labels()[0]
+    if hatched:
+        handles.append(Patch(facecolor="none", edgecolor="tab:red", hatch="///", label="had errors"))
+    ax.legend(handles=handles, title="operation")
     ax.grid(axis="y", alpha=0.3)
     _title(fig, "Throughput by configuration", runs)
-    fig.text(0.01, 0.01, "error bars: min..max over repeats; cells with faults are left out", fontsize=8, alpha=0.7)
+    single = [c["id"] for _, c in items if all(_repeats(c, op) <= 1 for op in ops)]
+    bars_note = (
+        "1 repeat: no error bars"
+        if len(single) == len(items)
+        else "error bars: min..max over repeats" + (f" (1 repeat, none: {', '.join(single)})" if single else "")
+    )
+    fig.text(0.01, 0.01, f"{bars_note}; cells with faults are left out", fontsize=8, alpha=0.7)
     fig.tight_layout(rect=(0, 0.03, 1, 0.95))
     return fig
 
@@ -83,24 +124,25 @@ def latency_spectrum(runs: list[Run]) -> Figure | None:
     xs = [1 / (1 - p / 100) for p in PERCENTILES]
     styles = ["-", "--", ":", "-."]
     for ax, op in zip(axes.flat, ops, strict=False):
+        values: list[float] = []
         for run_index, run in enumerate(runs):
             for r, c, h in items:
                 if r is run and op in h and h[op].get_total_count():
                     ys = [h[op].get_value_at_percentile(p) for p in PERCENTILES]
+                    values += ys
                     ax.plot(xs, ys, styles[run_index % 4], marker="o", ms=3, label=cell_label(c, r, len(runs) > 1))
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        latency_axis(ax, values, label="latency (log)")
         ticks = sorted({0, *range(0, len(PERCENTILES), 2), len(PERCENTILES) - 1})
         ax.set_xticks([xs[i] for i in ticks], [f"{PERCENTILES[i]:g}%" for i in ticks])
-        ax.minorticks_off()
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("percentile")
-        ax.set_ylabel("latency (µs)")
         ax.set_title(f"{op}" + (" (enqueue → dequeue, incl. queueing)" if op == "e2e" else ""))
-        ax.grid(True, which="both", alpha=0.25)
+        ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(ops) :]:
         ax.set_visible(False)
-    _title(fig, "Latency percentile spectrum (HdrHistogram, µs)", runs)
+    _title(fig, "Latency percentile spectrum (HdrHistogram)", runs)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     return fig
 
@@ -158,13 +200,13 @@ def pool_sizes(runs: list[Run]) -> Figure | None:
     for ax in (ax1, ax2):
         ax.set_xscale("log")
         ax.set_xticks(all_sizes, [str(x) for x in all_sizes])
-        ax.minorticks_off()
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("pool size (connections per process / per node)")
-        ax.grid(True, which="both", alpha=0.3)
+        ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8)
     ax1.set_ylabel("enqueue ops/s")
-    ax2.set_ylabel("enqueue p99 latency (µs)")
-    ax2.set_yscale("log")
+    p99s = [c["ops"].get("enqueue", {}).get("p99_us") for _, c in items]
+    latency_axis(ax2, p99s, label="enqueue p99 latency (log)")
     _title(fig, f"Pool-size sweep at {', '.join(map(str, users))} users", runs)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     return fig
@@ -174,6 +216,30 @@ def _memory_label(cell: dict[str, Any], run: Run, many: bool) -> str:
     p = cell["params"]
     label = cell_label(cell, run, many)
     return label if p["maxmemory_policy"] in label else f"{label}\n{p['maxmemory_policy']} {p['maxmemory']}"
+
+
+def _lost(audit: dict[str, Any]) -> tuple[int, bool]:
+    """Lost tasks and whether that is only an upper bound (the drain timed out)."""
+    if "lost" in audit or "lost_upper_bound" not in audit:
+        return int(audit.get("lost", 0)), False
+    return int(audit["lost_upper_bound"]), True
+
+
+def _memory_rounds(rows: list[dict[str, Any]]) -> tuple[list[float], list[int], list[int], int | None]:
+    """Per INFO sampling round (all nodes polled at one epoch): time, the highest used_memory of any node (the limit
+    is per node), evicted keys summed over nodes, and the nodes' maxmemory."""
+    rounds: dict[Any, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.get("used_memory") is not None:
+            rounds.setdefault(row.get("epoch_s", row["t_s"]), []).append(row)
+    ordered = [rounds[k] for k in sorted(rounds)]
+    limit = max((int(row.get("maxmemory") or 0) for rnd in ordered for row in rnd), default=0) or None
+    return (
+        [min(row["t_s"] for row in rnd) for rnd in ordered],
+        [max(int(row["used_memory"]) for row in rnd) for rnd in ordered],
+        [sum(int(row.get("evicted_keys") or 0) for row in rnd) for rnd in ordered],
+        limit,
+    )
 
 
 def memory_policies(runs: list[Run]) -> Figure | None:
@@ -191,34 +257,39 @@ def memory_policies(runs: list[Run]) -> Figure | None:
     x = np.arange(len(items))
     width = 0.8 / len(fields)
     for i, (key, name, color) in enumerate(fields):
-        values = [c["audit"].get(key, 0) for _, c in items]
+        values = [_lost(c["audit"])[0] if key == "lost" else c["audit"].get(key, 0) for _, c in items]
         bars = ax1.bar(x + (i - 1.5) * width, values, width, label=name, color=color)
         if key == "lost":
-            ax1.bar_label(bars, labels=[f"{v:,}" if v else "0" for v in values], fontsize=8, color="tab:red")
+            texts = [("≤ " if _lost(c["audit"])[1] else "") + f"{v:,}" for v, (_, c) in zip(values, items, strict=True)]
+            ax1.bar_label(bars, labels=texts, fontsize=8, color="tab:red")
     ax1.set_xticks(x, [_memory_label(c, r, len(runs) > 1) for r, c in items], fontsize=8)
     ax1.set_ylabel("tasks")
     ax1.set_title("What happened to the tasks")
     ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4)
     ax1.grid(axis="y", alpha=0.3)
     ax3 = ax2.twinx()
-    ax3.set_ylim(
-        bottom=0,
-        top=max(1, max((row.get("evicted_keys") or 0 for r, c in items for row in r.info(c)), default=1) * 1.1),
-    )
+    peak_evicted, limits = 0, set()
     for r, c in items:
-        rows = [row for row in r.info(c) if row.get("used_memory") is not None]
-        if not rows:
+        t, used, evicted, limit = _memory_rounds(r.info(c))
+        if not t:
             continue
-        t = [row["t_s"] for row in rows]
-        line = ax2.plot(
-            t, [row["used_memory"] / 2**20 for row in rows], label=_memory_label(c, r, len(runs) > 1).replace("\n", " ")
-        )[0]
-        ax3.plot(t, [row["evicted_keys"] or 0 for row in rows], "--", color=line.get_color(), alpha=0.7)
+        many_nodes = " (max over nodes)" if len({row["node"] for row in r.info(c)}) > 1 else ""
+        label = _memory_label(c, r, len(runs) > 1).replace("\n", " ") + many_nodes
+        line = ax2.plot(t, [u / 2**20 for u in used], label=label)[0]
+        ax3.plot(t, evicted, "--", color=line.get_color(), alpha=0.7)
+        peak_evicted = max(peak_evicted, *evicted)
+        limit = limit or parse_memory(c["params"].get("maxmemory"))
+        if limit and limit not in limits:
+            limits.add(limit)
+            ax2.axhline(limit / 2**20, color=line.get_color(), ls=":", lw=1.5, label=f"maxmemory {limit / 2**20:g} MiB")
+    ax3.set_ylim(0, max(1, peak_evicted) * 1.1)
+    ax3.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax2.set_ylim(bottom=0, top=max(ax2.get_ylim()[1], max(limits, default=0) / 2**20 * 1.08))
     ax2.set_xlabel("seconds since cell start")
     ax2.set_ylabel("used_memory (MiB, solid)")
     ax3.set_ylabel("evicted_keys (cumulative, dashed)")
     ax2.set_title("Memory and evictions over time")
-    ax2.legend(fontsize=8, loc="upper left")
+    ax2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     ax2.grid(alpha=0.3)
     evicting = any(c["params"]["maxmemory_policy"] != "noeviction" for _, c in items)
     _title(
@@ -232,83 +303,16 @@ def memory_policies(runs: list[Run]) -> Figure | None:
     return fig
 
 
-def failover_timelines(runs: list[Run]) -> Figure | None:
-    """Per faulted cell: ops/s, p99 and errors per second, fault window shaded, events marked."""
-    items = [(r, c) for r, c in _cells(runs) if c.get("fault")]
-    if not items:
-        return None
-    fig, axes = plt.subplots(len(items), 1, figsize=(12, 3.6 * len(items)), squeeze=False)
-    for ax, (run, cell) in zip(axes[:, 0], items, strict=True):
-        rows = run.timeseries(cell)
-        fault = cell["fault"]
-        ax2 = ax.twinx()
-        for op, color in (("enqueue", "tab:blue"), ("dequeue", "tab:green")):
-            series = sorted(
-                (row["t_s"], row["count"] or 0, row["p99_us"], row["errors"] or 0)
-                for row in rows
-                if row["operation"] == op
-            )
-            if not series:
-                continue
-            t = [s[0] + 0.5 for s in series]
-            ax.plot(t, [s[1] for s in series], color=color, label=f"{op} ops/s")
-            ax2.plot(t, [(s[2] or np.nan) / 1000 for s in series], ":", color=color, label=f"{op} p99 (ms)")
-            errs = [s[3] for s in series]
-            if any(errs):
-                ax.bar(t, errs, width=0.8, color="tab:red", alpha=0.5, label=f"{op} errors/s")
-        start = fault.get("injected_at_s")
-        end = fault.get("recovered_at_s") or fault.get("promoted_at_s") or fault.get("resumed_at_s")
-        if start is not None and end is not None and end > start:
-            ax.axvspan(start, end, color="tab:red", alpha=0.08)
-        for n, (key, name, style) in enumerate(
-            (
-                ("injected_at_s", "injected", "-"),
-                ("node_failed_at_s", "node failed", "--"),
-                ("promoted_at_s", "replica promoted", "-."),
-                ("recovered_at_s", "clients recovered", ":"),
-                ("restarted_at_s", "node restarted", (0, (1, 3))),
-            )
-        ):
-            if fault.get(key) is not None:
-                ax.axvline(fault[key], color="black", linestyle=style, lw=1)
-                ax.text(
-                    fault[key],
-                    ax.get_ylim()[1] * (0.97 - 0.25 * (n % 2)),
-                    f" {name}",
-                    rotation=90,
-                    va="top",
-                    fontsize=7,
-                )
-        audit = cell["audit"]
-        errors = {k: v for kinds in cell["errors"].values() for k, v in kinds.items()}
-        text = (
-            f"lost {audit.get('lost', 0):,} · duplicated {audit.get('duplicates', 0):,} · "
-            f"ambiguous {audit.get('ambiguous', 0):,} · rejected {audit.get('rejected', 0):,}\n"
-            f"unavailable {fault.get('unavailable_s') or 0:.2f} s · errors: "
-            + (", ".join(f"{k} {v:,}" for k, v in sorted(errors.items())) or "none")
-        )
-        ax.text(0.01, 0.04, text, transform=ax.transAxes, fontsize=8, bbox={"facecolor": "white", "alpha": 0.85})
-        ax.set_title(f"{cell_label(cell, run, len(runs) > 1)} — {fault['kind']} of master {fault.get('target')}")
-        ax.set_xlabel("seconds since load start")
-        ax.set_ylabel("operations / errors per second")
-        ax2.set_ylabel("p99 latency (ms, dotted)")
-        ax2.set_yscale("log")
-        handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-        ax.legend(handles=handles, fontsize=7, loc="upper right")
-        ax.grid(alpha=0.3)
-    _title(fig, "Failover timelines (shaded: fault injected → clients recovered)", runs)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
-    return fig
-
-
 def latency_vs_load(runs: list[Run]) -> Figure | None:
-    """p50/p99 of (coordinated-omission corrected) enqueue vs offered open-loop rate."""
+    """p50/p99 of (coordinated-omission corrected) enqueue vs offered open-loop rate. Cells that did not reach their
+    rate (open_loop.rate_reached false) are not drawn as the latency at that rate: only marked on the rate axis."""
     items = _cells(runs, lambda c: (c["params"].get("rate") or 0) > 0)
     if len({c["params"]["rate"] for _, c in items}) < 2:
         return None
+    reached = [(r, c) for r, c in items if (c.get("open_loop") or {}).get("rate_reached") is not False]
     fig, ax = plt.subplots(figsize=(9, 5))
     for run in runs:
-        group = sorted([c for r, c in items if r is run], key=lambda c: c["params"]["rate"])
+        group = sorted([c for r, c in reached if r is run], key=lambda c: c["params"]["rate"])
         xs = [c["params"]["rate"] for c in group]
         for key, style in (("p50_us", "-o"), ("p99_us", "--o")):
             ax.plot(
@@ -317,10 +321,27 @@ def latency_vs_load(runs: list[Run]) -> Figure | None:
                 style,
                 label=f"{key[:-3]}" + (f" ({run.name})" if len(runs) > 1 else ""),
             )
+    for _, c in items:
+        if not any(c is x for _, x in reached):
+            achieved = (c.get("open_loop") or {}).get("achieved_rate") or 0
+            ax.axvline(c["params"]["rate"], color="tab:red", ls=":", lw=1, gid="rate-not-reached")
+            ax.annotate(
+                f"{c['params']['rate']:,.0f}/s not reached\n(achieved {achieved:,.0f}/s)",
+                (c["params"]["rate"], 0.03),
+                xycoords=ax.get_xaxis_transform(),
+                xytext=(-3, 0),
+                textcoords="offset points",
+                ha="right",
+                fontsize=7,
+                color="tab:red",
+            )
     ax.set_xlabel("offered rate (tasks/s)")
-    ax.set_ylabel("enqueue latency from intended send time (µs)")
-    ax.set_yscale("log")
-    ax.grid(True, which="both", alpha=0.3)
+    latency_axis(
+        ax,
+        [c["ops"].get("enqueue", {}).get(k) for _, c in reached for k in ("p50_us", "p99_us")],
+        label="enqueue latency from intended send time (log)",
+    )
+    ax.grid(True, which="major", alpha=0.3)
     ax.legend()
     _title(fig, "Latency vs offered load (open loop, coordinated-omission corrected)", runs)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
@@ -389,17 +410,18 @@ def peers(runs: list[Run]) -> Figure | None:
     ax1.set_xticks(x, labels, fontsize=8)
     ax1.set_ylabel("operations per second")
     ax1.set_title("Throughput")
-    ax1.legend()
+    ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     ax1.grid(axis="y", alpha=0.3)
+    latencies: list[float] = []
     for j, op in enumerate(("enqueue", "e2e")):
         for i, (key, name) in enumerate((("p50_us", "p50"), ("p99_us", "p99"))):
-            values = [(c["ops"].get(op, {}).get(key) or np.nan) / 1000 for _, c in items]
+            values = [c["ops"].get(op, {}).get(key) or np.nan for _, c in items]
             ax2.bar(x + (2 * j + i - 1.5) * 0.2, values, 0.2, label=f"{op} {name}")
-    ax2.set_yscale("log")
+            latencies += values
+    latency_axis(ax2, latencies, label="latency (log)")
     ax2.set_xticks(x, labels, fontsize=8)
-    ax2.set_ylabel("latency (ms, log)")
-    ax2.set_title("Latency: the enqueue call, and end to end (enqueue → dequeue, incl. backlog)")
-    ax2.legend(fontsize=8)
+    ax2.set_title("Latency: the enqueue call, and end to end\n(enqueue → dequeue, incl. backlog)")
+    ax2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4)
     ax2.grid(axis="y", alpha=0.3)
     _title(fig, "Queue engines at equal load", runs)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
