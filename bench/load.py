@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -26,20 +27,21 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from taskqueue import TaskQueueError
 from taskqueue.codec import IdFactory
-from taskqueue.settings import backend_from_env, parse_nodes, redact_url
+from taskqueue.settings import backend_from_env, cluster_enabled, parse_nodes, redact_url
 
-from . import adapters, backends
+from . import adapters, backends, secrets
 from .audit import AuditLog, count, outcome_of
 from .errors import UsageError
 from .metrics import PartitionTimeline, Recorder, merge_timelines
 from .options import LoadOptions, add_load_options
-from .results import environment_info, write_load_run
+from .results import IntervalWriter, environment_info, write_load_run
 from .schedule import Schedule, merge_coverage, per_process_rate
 from .stats import bucket_sub_ms
 
 log = logging.getLogger("taskqueue-bench")
 ERROR_BACKOFF_S = 0.005  # after a failed call, like a real client: no hot error loop during an outage
 REAPER_INTERVAL_S = 1.0
+CHECKPOINT_S = 30.0
 
 
 class OperationError(Exception):
@@ -65,6 +67,8 @@ class LoadState:
         self.effective: dict[str, Any] = {}
         self.results_dir: Path | None = None
         self.workers = 0
+        self.used_results_dirs: set[Path] = set()
+        self.sink: IntervalWriter | None = None  # this test's per-second files
         self.audit: AuditLog | None = None
         self.timeline = PartitionTimeline()
         self.worker_timelines: dict[str, dict[str, Any]] = {}
@@ -98,8 +102,12 @@ def resolve_connection(opts: LoadOptions) -> tuple[dict[str, Any], backends.Back
     if opts.backend == "auto":
         import os
 
-        if os.environ.get("REDIS_URL") or os.environ.get("REDIS_CLUSTER_ENABLED", "").lower() == "true":
-            url, nodes = backend_from_env()
+        try:  # the seed's env vars, read by the queue's own parser; a bad value is a usage error
+            seeded = bool(os.environ.get("REDIS_URL")) or cluster_enabled(os.environ)
+            url, nodes = backend_from_env(os.environ) if seeded else (None, None)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if seeded:
             return (
                 {"redis_url": url} if url else {"cluster_nodes": ",".join(f"{h}:{p}" for h, p in nodes or [])}
             ), None
@@ -111,7 +119,7 @@ def resolve_connection(opts: LoadOptions) -> tuple[dict[str, Any], backends.Back
     kind = "standalone" if opts.backend == "auto" else opts.backend
     from .servers import free_port
 
-    port = free_port(span=6 if kind == "cluster" else 1, start=23000, bus_offset=10000)
+    port = free_port(span=6 if kind == "cluster" else 1, start=20500, bus_offset=10000)
     log.info("starting an embedded %s backend on 127.0.0.1:%d (stopped when Locust exits)", kind, port)
     import tempfile
 
@@ -147,16 +155,12 @@ def _failed(op: str, started: float, exc: TaskQueueError) -> None:
     gevent.sleep(ERROR_BACKOFF_S)
 
 
-def _connected(op: str, started: float) -> Any:
+def _connected() -> Any:
     """The queue; built on first use when the backend could not be reached at test start. A
-    failed build is a failed operation of its own kind (e.g. ``cluster_unreachable``), with the
-    same backoff and counting as any outage. None when it failed."""
+    failed build raises the typed error (e.g. ``cluster_unreachable``): the caller counts it as
+    a failed operation, with the same backoff as any outage."""
     if STATE.queue is None:
-        try:
-            queue = make_queue(STATE.opts, STATE.connection or STATE.opts.connection())
-        except TaskQueueError as exc:
-            _failed(op, started, exc)
-            return None
+        queue = make_queue(STATE.opts, STATE.connection or STATE.opts.connection())
         if STATE.queue is None:
             STATE.queue = queue
         else:  # another user connected meanwhile
@@ -178,10 +182,12 @@ def produce() -> None:
     batch = opts.batch_size
     op = "enqueue" if batch == 1 else "enqueue_many"
     started = time.perf_counter()
-    queue = _connected(op, intended if intended is not None else started)
-    if queue is None:
+    try:
+        queue = _connected()
+    except TaskQueueError as exc:
         if STATE.audit is not None:  # attempted, and refused before anything reached Redis
-            STATE.audit.produce([STATE.fallback_ids() for _ in range(batch)], "rejected")
+            STATE.audit.produce([STATE.fallback_ids() for _ in range(batch)], outcome_of(exc.kind))
+        _failed(op, intended if intended is not None else started, exc)
         return
     ids = [queue.new_id() for _ in range(batch)]
     try:
@@ -215,8 +221,10 @@ def raw_lpush() -> None:
     """The baseline: one bare redis-py LPUSH through the queue's own client, timed, recorded and
     reported exactly like ``produce()``, so the two differ only by what TaskQueue adds."""
     started = time.perf_counter()
-    queue = _connected("raw_lpush", started)
-    if queue is None:
+    try:
+        queue = _connected()
+    except TaskQueueError as exc:
+        _failed("raw_lpush", started, exc)
         return
     client = queue.client
     try:
@@ -239,8 +247,10 @@ def consume() -> None:
     """Blocking dequeue, simulated processing, ack; plus the task's end-to-end latency."""
     opts, recorder = STATE.opts, STATE.recorder
     started = time.perf_counter()
-    queue = _connected("dequeue", started)
-    if queue is None:
+    try:
+        queue = _connected()
+    except TaskQueueError as exc:
+        _failed("dequeue", started, exc)
         return
     try:
         task = queue.dequeue(opts.dequeue_timeout)
@@ -306,6 +316,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
         sys.stderr.write(f"locust: error: {exc}\n")
         raise SystemExit(2) from None
     STATE.connection = connection
+    secrets.scrub_for_web_ui()  # resolved: the UI page shows the redacted URL only
     try:  # a wrong --queue (no module, no factory, not an adapter) stops here, before any load
         make_queue(STATE.opts, connection).close()
     except UsageError as exc:
@@ -354,6 +365,11 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     STATE.coverage_warned = False
     STATE.worker_open_loop = {}
     STATE.schedule = None
+    if not STATE.is_worker:  # every test gets its own results folder, written as seconds close
+        STATE.results_dir = _results_dir_for(opts, STATE.started_at)
+        if STATE.sink is not None:
+            STATE.sink.close()
+        STATE.sink = STATE.recorder.sink = IntervalWriter(STATE.results_dir, STATE.started_at)
     if not STATE.is_master:  # the queue this process loads (a restart from the web UI replaces it)
         if STATE.queue is not None:
             STATE.queue.close()
@@ -388,10 +404,28 @@ def _reaper_loop() -> None:
 
 
 def _finalizer_loop() -> None:
-    # Worker reports arrive every ~3 s, so seconds are closed 6 s after they end.
+    # Worker reports arrive every ~3 s, so seconds are closed 6 s after they end. A long run
+    # rewrites its summary (marked incomplete) every checkpoint interval: a crash keeps its data.
+    next_checkpoint = time.time() + CHECKPOINT_S
     while True:
         gevent.sleep(1.0)
         STATE.recorder.finalize(before=time.time() - 6)
+        if time.time() >= next_checkpoint:
+            next_checkpoint += CHECKPOINT_S
+            write_results(checkpoint=True)
+
+
+def _results_dir_for(opts: LoadOptions, started_at: float) -> Path:
+    """``--results-dir``, else ``results/locust-<UTC time>``; a second test in the same Locust
+    (web UI restart) never writes over the first one's folder."""
+    stamp = datetime.fromtimestamp(started_at, UTC).strftime("%Y%m%dT%H%M%SZ")
+    base = Path(opts.results_dir or f"results/locust-{stamp}")
+    candidate, n = base, 1
+    while candidate in STATE.used_results_dirs:
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    STATE.used_results_dirs.add(candidate)
+    return candidate
 
 
 def _on_report_to_master(client_id: str, data: dict[str, Any]) -> None:
@@ -424,6 +458,8 @@ def _on_worker_report(client_id: str, data: dict[str, Any]) -> None:
 
 def _on_test_stop(environment: Environment, **_: Any) -> None:
     STATE.stopped_at = time.time()
+    if STATE.recorder.sink is not None:  # the last second ends here
+        STATE.recorder.sink.end_epoch = STATE.stopped_at
     for greenlet in STATE.greenlets:
         greenlet.kill(block=False)
     STATE.greenlets = []
@@ -475,35 +511,44 @@ def _on_quit(exit_code: int, **_: Any) -> None:
         if not STATE.is_worker and STATE.started_at:
             write_results()
     finally:
+        if STATE.sink is not None:
+            STATE.sink.close()
         if STATE.queue is not None:
             STATE.queue.close()
         if STATE.embedded is not None:
             STATE.embedded.stop()
+            tmp = STATE.embedded.servers[0].data_dir.parents[1]  # the locust-tq-* folder of resolve_connection
+            if tmp.name.startswith("locust-tq-"):
+                shutil.rmtree(tmp, ignore_errors=True)
             STATE.embedded = None
 
 
-def write_results() -> Path | None:
-    """Finalize every second and write the results folder (again, if called twice)."""
+def write_results(checkpoint: bool = False) -> Path | None:
+    """Finalize every second and write the results folder (again, if called twice). A
+    checkpoint writes what is final so far, marked incomplete, and finalizes nothing early."""
     if not STATE.started_at:
         return None
-    STATE.recorder.finalize()
+    if not checkpoint:
+        STATE.recorder.finalize()
     env = STATE.environment
     opts = STATE.opts
     run_time = getattr(env.parsed_options, "run_time", None) if env and env.parsed_options else None
-    ended = STATE.stopped_at or time.time()
+    ended = (STATE.recorder.closed_until or time.time()) if checkpoint else STATE.stopped_at or time.time()
     elapsed = ended - STATE.started_at
-    complete = not run_time or elapsed >= float(run_time) - 1.0
+    complete = not checkpoint and (not run_time or elapsed >= float(run_time) - 1.0)
     measure_from = STATE.recorder.measure_from or STATE.started_at
     if not STATE.effective:
         STATE.effective = _read_effective(opts, STATE.queue)
-    if STATE.results_dir is None:
-        stamp = datetime.fromtimestamp(STATE.started_at, UTC).strftime("%Y%m%dT%H%M%SZ")
-        STATE.results_dir = Path(opts.results_dir or f"results/locust-{stamp}")
+    if STATE.results_dir is None:  # used as a library, without test_start
+        STATE.results_dir = _results_dir_for(opts, STATE.started_at)
     options = asdict(opts) | {"redis_url": redact_url(opts.redis_url) if opts.redis_url else ""}
+    reason = f"stopped after {elapsed:.1f}s of --run-time {run_time}s"
+    if checkpoint:
+        reason = f"in progress: checkpoint after {elapsed:.0f}s (rewritten every {CHECKPOINT_S:.0f}s until the end)"
     meta = {
         "kind": "load-run",
         "complete": complete,
-        "incomplete_reason": None if complete else f"stopped after {elapsed:.1f}s of --run-time {run_time}s",
+        "incomplete_reason": None if complete else reason,
         "started_at": datetime.fromtimestamp(STATE.started_at, UTC).isoformat(),
         "elapsed_s": round(elapsed, 3),
         "warmup_s": opts.warmup,
@@ -557,6 +602,7 @@ def install() -> None:
     if getattr(install, "done", False):
         return
     install.done = True  # type: ignore[attr-defined]
+    secrets.hide_from_ps()
     events.init_command_line_parser.add_listener(_on_parser)
     events.init.add_listener(_on_init)
     events.test_start.add_listener(_on_test_start)

@@ -21,6 +21,7 @@ class Option:
     default: Any
     help: str
     choices: tuple[str, ...] | None = None
+    secret: bool = False  # may hold a password: masked in the web UI, passed to children by env var
 
     @property
     def dest(self) -> str:
@@ -49,7 +50,7 @@ OPTIONS: tuple[Option, ...] = (
         "standalone or cluster (the `bench up` one, else an embedded one)",
         ("auto", "standalone", "cluster"),
     ),
-    Option("--redis-url", str, "", "external standalone server, e.g. redis://127.0.0.1:6379/0"),
+    Option("--redis-url", str, "", "external standalone server, e.g. redis://127.0.0.1:6379/0", secret=True),
     Option("--cluster-nodes", str, "", "external cluster, host:port[,host:port...]"),
     Option("--queue-name", str, "bench", "logical queue name"),
     Option("--engine", str, "list", "TaskQueue engine: list or stream", ("list", "stream")),
@@ -86,7 +87,7 @@ def add_load_options(parser: Any, *, locust: bool) -> None:
         if opt.choices:
             kwargs["choices"] = opt.choices
         if locust:
-            kwargs |= {"env_var": opt.env, "default": opt.default, "include_in_web_ui": True}
+            kwargs |= {"env_var": opt.env, "default": opt.default, "include_in_web_ui": True, "is_secret": opt.secret}
         else:
             kwargs["default"] = opt.type(os.environ[opt.env]) if opt.env in os.environ else opt.default
         group.add_argument(opt.flag, **kwargs)
@@ -179,10 +180,15 @@ class LoadOptions:
         return {k: v for k, v in (("redis_url", self.redis_url), ("cluster_nodes", self.cluster_nodes)) if v}
 
     def as_args(self) -> list[str]:
-        """Command-line form, for starting ``locust`` from ``bench run``."""
+        """Command-line form, for starting ``locust`` from ``bench run``; secret options are
+        left out (every local user can read a command line): they travel in ``as_env()``."""
         args = []
         for opt in OPTIONS:
             value = getattr(self, opt.dest)
-            if value != opt.default:
+            if value != opt.default and not opt.secret:
                 args += [opt.flag, str(value).lower() if isinstance(value, bool) else str(value)]
         return args
+
+    def as_env(self) -> dict[str, str]:
+        """The secret options as the env vars Locust's parser reads them from."""
+        return {opt.env: str(getattr(self, opt.dest)) for opt in OPTIONS if opt.secret and getattr(self, opt.dest)}

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import platform
 import subprocess
 import sys
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -92,20 +94,10 @@ def write_load_run(out: Path, recorder: Recorder, meta: dict[str, Any], start_ep
     }
     _atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=str))
     end_epoch = start_epoch + float(meta.get("elapsed_s") or 0.0)
-    with open(out / "timeseries.csv.tmp", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=TIMESERIES_FIELDS)
-        writer.writeheader()
-        for row in sorted(recorder.rows, key=lambda r: (r["epoch_s"], r["operation"])):
-            span = bucket_span(row["epoch_s"], start_epoch, end_epoch)
-            writer.writerow(
-                {
-                    **{k: row[k] for k in TIMESERIES_FIELDS if k in row},
-                    "t_s": row["epoch_s"] - int(start_epoch),
-                    "span_s": span,
-                    "ops_per_s": round(row["count"] / span, 1) if span > 0 else None,
-                }
-            )
-    os.replace(out / "timeseries.csv.tmp", out / "timeseries.csv")
+    if isinstance(recorder.sink, IntervalWriter):  # every closed second is on disk already
+        recorder.sink.flush()
+    else:
+        _write_timeseries(out, recorder.rows, start_epoch, end_epoch)
     (out / "hgrm").mkdir(exist_ok=True)
     for op, hist in recorder.cumulative.items():
         with open(out / "hgrm" / f"{op}.hgrm", "wb") as fh:
@@ -113,6 +105,106 @@ def write_load_run(out: Path, recorder: Recorder, meta: dict[str, Any], start_ep
     encoded = {op: hist.encode().decode() for op, hist in recorder.cumulative.items()}
     _atomic_write(out / "histograms.json", json.dumps({"unit": "us", "histograms": encoded}))
     return out
+
+
+def _timeseries_row(row: dict[str, Any], start_epoch: float, end_epoch: float) -> dict[str, Any]:
+    span = bucket_span(row["epoch_s"], start_epoch, end_epoch)
+    return {
+        **{k: row[k] for k in TIMESERIES_FIELDS if k in row},
+        "t_s": row["epoch_s"] - int(start_epoch),
+        "span_s": span,
+        "ops_per_s": round(row["count"] / span, 1) if span > 0 else None,
+    }
+
+
+class IntervalWriter:
+    """Streams each closed second to disk as it closes: a ``timeseries.csv`` row, and the
+    second's histogram as an interval in ``hlog/<operation>.hlog`` (HdrHistogram's interval-log
+    format, read by HistogramLogAnalyzer and HdrHistogramVisualizer; values in µs). A soak then
+    holds only the open seconds in memory."""
+
+    def __init__(self, out: Path, start_epoch: float) -> None:
+        self.out, self.start_epoch = out, start_epoch
+        self.end_epoch = math.inf  # the last second is partial: set when the load stops
+        self._csv: Any = None
+        self._writer: csv.DictWriter[str] | None = None
+        self._logs: dict[str, Any] = {}
+        self._opened = False
+        self._opened_logs: set[str] = set()
+
+    def second(self, row: dict[str, Any], hist: Any) -> None:
+        if self._writer is None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            # "a" after a close: never truncate what an earlier part of this run wrote
+            mode = "a" if self._opened else "w"
+            self._csv = open(self.out / "timeseries.csv", mode, newline="")  # noqa: SIM115 (open for the run)
+            self._opened = True
+            self._writer = csv.DictWriter(self._csv, fieldnames=TIMESERIES_FIELDS)
+            if mode == "w":
+                self._writer.writeheader()
+        self._writer.writerow(_timeseries_row(row, self.start_epoch, self.end_epoch))
+        if hist is not None and hist.get_total_count():
+            self._log(row["operation"]).write(_interval_line(row["epoch_s"], self.start_epoch, self.end_epoch, hist))
+
+    def _log(self, op: str) -> Any:
+        log = self._logs.get(op)
+        if log is None:
+            (self.out / "hlog").mkdir(parents=True, exist_ok=True)
+            fresh = op not in self._opened_logs
+            log = self._logs[op] = open(self.out / "hlog" / f"{op}.hlog", "w" if fresh else "a")  # noqa: SIM115
+            if fresh:
+                log.write(hlog_header(op, self.start_epoch))
+                self._opened_logs.add(op)
+        return log
+
+    def flush(self) -> None:
+        for fh in [self._csv, *self._logs.values()]:
+            if fh is not None:
+                fh.flush()
+
+    def close(self) -> None:
+        for fh in [self._csv, *self._logs.values()]:
+            if fh is not None:
+                fh.close()
+        self._csv, self._writer, self._logs = None, None, {}
+
+
+def hlog_header(op: str, start_epoch: float) -> str:
+    stamp = datetime.fromtimestamp(start_epoch, UTC).isoformat()
+    return (
+        f"#[TaskQueue Bench: {op} latency per second, values in microseconds]\n"
+        "#[Histogram log format version 1.2]\n"
+        f"#[StartTime: {start_epoch:.3f} (seconds since epoch), {stamp}]\n"
+        '"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"\n'
+    )
+
+
+def _interval_line(sec: int, start_epoch: float, end_epoch: float, hist: Any) -> str:
+    """One interval, timestamps in s since StartTime; the max column in ms, as the Java tools
+    show it (µs values / 1000)."""
+    begin = max(0.0, sec - start_epoch)
+    length = bucket_span(sec, start_epoch, end_epoch)
+    return f"{begin:.3f},{length:.3f},{hist.get_max_value() / 1000:.3f},{hist.encode().decode()}\n"
+
+
+def read_hlog(path: Path) -> list[tuple[float, float, Any]]:
+    """(start s, length s, histogram) per interval of a ``.hlog`` file written above."""
+    out = []
+    for line in path.read_text().splitlines():
+        if not line or line.startswith("#") or line.startswith('"'):
+            continue
+        begin, length, _max, blob = line.split(",", 3)
+        out.append((float(begin), float(length), decode(blob)))
+    return out
+
+
+def _write_timeseries(out: Path, rows: list[dict[str, Any]], start_epoch: float, end_epoch: float) -> None:
+    with open(out / "timeseries.csv.tmp", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=TIMESERIES_FIELDS)
+        writer.writeheader()
+        for row in sorted(rows, key=lambda r: (r["epoch_s"], r["operation"])):
+            writer.writerow(_timeseries_row(row, start_epoch, end_epoch))
+    os.replace(out / "timeseries.csv.tmp", out / "timeseries.csv")
 
 
 def bucket_span(sec: int, start_epoch: float, end_epoch: float) -> float:

@@ -7,7 +7,9 @@ Built-in scenarios live in ``bench/scenarios/``; copy one and edit it.
 
 from __future__ import annotations
 
+import difflib
 import itertools
+import math
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -115,72 +117,161 @@ def locate(name_or_file: str) -> Path:
 def load(name_or_file: str, overrides: dict[str, Any] | None = None) -> Scenario:
     path = locate(name_or_file)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text; a scenario is a TOML file") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
     return parse(data, source=str(path), overrides=overrides or {})
 
 
-def _coerce(key: str, value: Any, where: str, problems: list[str]) -> Any:
+class _Invalid:
+    """Stands in for a value already reported as a problem, so later checks skip it."""
+
+    def __repr__(self) -> str:
+        return "<invalid>"
+
+
+INVALID: Any = _Invalid()
+
+
+def _kind(value: Any) -> str:
+    """``an integer``, ``a table`` …: what a TOML value is, for 'got …' in messages."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an empty array" if not value else "an array"
+    return f"a {type(value).__name__}"  # TOML dates and times
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _said(label: str, value: Any) -> str:
+    """``[params] users = 'many'`` in a file, ``--duration inf`` on the command line."""
+    return f"{label} {_show(value)}" if label.startswith("--") else f"{label} = {_show(value)}"
+
+
+def _coerce(key: str, value: Any, label: str, problems: list[str]) -> Any:
+    """``value`` as ``PARAMS[key]`` wants it, or INVALID with the problem (``label = value: …``) recorded."""
     spec = PARAMS[key]
     if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if spec.type is str and isinstance(value, int) and key == "maxmemory":
+        try:
+            value = float(value)
+        except OverflowError:
+            problems.append(f"{_said(label, value)}: too large; valid is {spec.valid}")
+            return INVALID
+    if spec.type is str and isinstance(value, int) and not isinstance(value, bool) and key == "maxmemory":
         value = str(value)
     if not isinstance(value, spec.type) or (spec.type is int and isinstance(value, bool)):
-        problems.append(f"{where}{key} = {value!r}: expected {spec.type.__name__} ({spec.valid})")
-        return spec.default
+        problems.append(f"{_said(label, value)}: expected {spec.type.__name__} ({spec.valid}), got {_kind(value)}")
+        return INVALID
+    if isinstance(value, float) and not math.isfinite(value):
+        problems.append(f"{_said(label, value)}: must be a finite number; valid is {spec.valid}")
+        return INVALID
     try:
         ok = spec.check(value)
     except UsageError:
         ok = False
     if not ok:
-        problems.append(f"{where}{key} = {value!r}: valid is {spec.valid}")
+        problems.append(f"{_said(label, value)}: valid is {spec.valid}")
+        return INVALID
     return value
 
 
 def _check_keys(table: dict[str, Any], where: str, problems: list[str]) -> None:
     for key in table:
         if key not in PARAMS:
-            problems.append(f"{where}unknown key {key!r}; valid keys: {', '.join(PARAMS)}")
+            close = difflib.get_close_matches(str(key), PARAMS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(f"{where}unknown key {key!r}; valid keys: {', '.join(PARAMS)}{hint}")
+
+
+def _table(data: dict[str, Any], key: str, form: str, problems: list[str]) -> dict[str, Any]:
+    value = data.get(key, {})
+    if isinstance(value, dict):
+        return dict(value)
+    problems.append(f"[{key}] must be a table of {form}, got {_kind(value)}")
+    return {}
+
+
+def _explicit_cells(data: dict[str, Any], problems: list[str]) -> list[tuple[int, dict[str, Any]]]:
+    """``[[cells]]`` as (number, table) pairs; entries that are not tables are reported and skipped."""
+    raw = data.get("cells", [])
+    if not isinstance(raw, list):
+        problems.append(f"cells must be an array of tables ([[cells]] sections), got {_kind(raw)}")
+        return []
+    entries = []
+    for number, entry in enumerate(raw, start=1):
+        if isinstance(entry, dict):
+            entries.append((number, dict(entry)))
+        else:
+            problems.append(f'[[cells]] #{number} must be a table (label = "…" and key = value), got {_kind(entry)}')
+    return entries
+
+
+def _report(source: str, problems: list[str]) -> UsageError:
+    unique = list(dict.fromkeys(problems))
+    if len(unique) == 1:
+        return UsageError(f"{source}: {unique[0]}")
+    return UsageError(f"{source}: {len(unique)} problems:\n" + "\n".join(f"  - {p}" for p in unique))
 
 
 def parse(data: dict[str, Any], source: str = "<scenario>", overrides: dict[str, Any] | None = None) -> Scenario:
+    """Validated cells, or a UsageError listing every problem in the file (one line each)."""
     problems: list[str] = []
     for key in data:
         if key not in TOP_LEVEL:
             problems.append(f"unknown top-level key {key!r}; valid: {', '.join(sorted(TOP_LEVEL))}")
-    params = dict(data.get("params", {}))
-    axes = dict(data.get("axes", {}))
-    explicit = [dict(c) for c in data.get("cells", [{}])] or [{}]
+    for key in ("name", "description"):
+        if key in data and not isinstance(data[key], str):
+            problems.append(f'{key} must be a string, e.g. {key} = "…", got {_kind(data[key])}')
+    params = _table(data, "params", "key = value", problems)
+    axes = _table(data, "axes", "key = [value, …]", problems)
+    explicit = _explicit_cells(data, problems) or [(0, {})]
     _check_keys(params, "[params] ", problems)
     _check_keys(axes, "[axes] ", problems)
-    labels = [str(entry.pop("label", "")) for entry in explicit]
-    for i, entry in enumerate(explicit):
-        _check_keys(entry, f"[[cells]] #{i + 1} ", problems)
-    for key, values in axes.items():
-        if not isinstance(values, list) or not values:
-            problems.append(f"[axes] {key} must be a non-empty list of values")
-    if problems:
-        raise UsageError(f"{source}: " + "; ".join(problems))
+    labels = []
+    for number, entry in explicit:
+        label = entry.pop("label", "")
+        if not isinstance(label, str):
+            problems.append(f'[[cells]] #{number} label must be a string, e.g. label = "small", got {_kind(label)}')
+            label = str(label)
+        labels.append(label)
+        _check_keys(entry, f"[[cells]] #{number} ", problems)
 
     base = {k: spec.default for k, spec in PARAMS.items()}
-    base |= {k: _coerce(k, v, "[params] ", problems) for k, v in params.items() if k in PARAMS}
-    axis_values = {
-        k: [_coerce(k, v, f"[axes] {k}: ", problems) for v in vals]
-        for k, vals in axes.items()
-        if isinstance(vals, list)
-    }
+    base |= {k: _coerce(k, v, f"[params] {k}", problems) for k, v in params.items() if k in PARAMS}
+    axis_values: dict[str, list[Any]] = {}
+    for key, values in axes.items():
+        if key not in PARAMS:
+            continue
+        if not isinstance(values, list) or not values:
+            problems.append(
+                f"[axes] {key} must be a non-empty list of values, e.g. {key} = [a, b], got {_kind(values)}"
+            )
+            continue
+        axis_values[key] = [_coerce(key, v, f"[axes] {key}[{j}]", problems) for j, v in enumerate(values)]
     cell_params: list[dict[str, Any]] = [
-        {k: _coerce(k, v, f"[[cells]] #{i + 1} ", problems) for k, v in c.items()} for i, c in enumerate(explicit)
+        {k: _coerce(k, v, f"[[cells]] #{n} {k}", problems) for k, v in c.items() if k in PARAMS} for n, c in explicit
     ]
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     for key in overrides:
         if key not in PARAMS:
             problems.append(f"unknown override {key!r}")
-    overrides = {k: _coerce(k, v, "override ", problems) for k, v in overrides.items() if k in PARAMS}
-    if problems:
-        raise UsageError(f"{source}: " + "; ".join(problems))
+    overrides = {k: _coerce(k, v, f"--{k.replace('_', '-')}", problems) for k, v in overrides.items() if k in PARAMS}
 
     axis_keys = list(axis_values)
     cells: list[Cell] = []
@@ -197,24 +288,45 @@ def parse(data: dict[str, Any], source: str = "<scenario>", overrides: dict[str,
         seen[cell.id] = seen.get(cell.id, 0) + 1
         if seen[cell.id] > 1:
             cell.id = f"{cell.id} #{seen[cell.id]}"
-    for cell in cells:
-        problems += cell_problems(cell)
+    problems += _grouped_cell_problems(cells)
     if problems:
-        raise UsageError(f"{source}: " + "; ".join(dict.fromkeys(problems)))
+        raise _report(source, problems)
     return Scenario(str(data.get("name", Path(source).stem)), str(data.get("description", "")), cells, source)
 
 
+def _grouped_cell_problems(cells: list[Cell]) -> list[str]:
+    """One line per problem, naming the cells that have it (a [params] mistake hits every cell)."""
+    where: dict[str, list[str]] = {}
+    for cell in cells:
+        for issue in _cell_issues(cell.params):
+            where.setdefault(issue, []).append(cell.id)
+    lines = []
+    for issue, ids in where.items():
+        named = ", ".join(f"[{i}]" for i in ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+        lines.append(f"{'cell' if len(ids) == 1 else 'cells'} {named}: {issue}")
+    return lines
+
+
 def cell_problems(cell: Cell) -> list[str]:
-    p = cell.params
+    return [f"cell [{cell.id}]: {issue}" for issue in _cell_issues(cell.params)]
+
+
+def _cell_issues(p: dict[str, Any]) -> list[str]:
+    """Problems between parameters of one cell; values already reported (INVALID) are skipped."""
+
+    def valid(*keys: str) -> bool:
+        return all(p[k] is not INVALID for k in keys)
+
     problems = []
-    if p["backend"] != "cluster":
+    if valid("backend") and p["backend"] != "cluster":
         for key, spec in PARAMS.items():
-            if spec.cluster_only and p[key] != spec.default:
-                problems.append(f'cell [{cell.id}]: {key} = {p[key]!r} needs backend = "cluster"')
-    if not (p["producer_weight"] or p["consumer_weight"] or p["mixed_weight"]):
-        problems.append(f"cell [{cell.id}]: all user weights are 0")
-    if p["warmup"] >= p["duration"]:
-        problems.append(f"cell [{cell.id}]: warmup {p['warmup']} must be shorter than duration {p['duration']}")
-    if p["fault"] != "none" and p["fault_at"] >= p["duration"]:
-        problems.append(f"cell [{cell.id}]: fault_at {p['fault_at']} must be before the end ({p['duration']} s)")
+            if spec.cluster_only and valid(key) and p[key] != spec.default:
+                problems.append(f'{key} = {p[key]!r} needs backend = "cluster"')
+    weights = ("producer_weight", "consumer_weight", "mixed_weight")
+    if valid(*weights) and not any(p[k] for k in weights):
+        problems.append("all user weights are 0")
+    if valid("warmup", "duration") and p["warmup"] >= p["duration"]:
+        problems.append(f"warmup {p['warmup']} must be shorter than duration {p['duration']}")
+    if valid("fault", "fault_at", "duration") and p["fault"] != "none" and p["fault_at"] >= p["duration"]:
+        problems.append(f"fault_at {p['fault_at']} must be before the end ({p['duration']} s)")
     return problems

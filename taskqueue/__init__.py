@@ -1,12 +1,21 @@
 """TaskQueue: an at-least-once task queue on Redis and Redis Cluster (the system under test)."""
 
-from .errors import AccessDenied, PoolExhausted, QueueFull, QueueUnavailable, TaskQueueError, classify
+from .errors import (
+    AccessDenied,
+    PayloadTooLarge,
+    PoolExhausted,
+    QueueFull,
+    QueueUnavailable,
+    TaskQueueError,
+    classify,
+)
 from .queue import TaskQueue
 from .settings import QueueSettings
 from .task import Task
 
 __all__ = [
     "AccessDenied",
+    "PayloadTooLarge",
     "PoolExhausted",
     "QueueFull",
     "QueueSettings",

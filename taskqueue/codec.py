@@ -14,7 +14,7 @@ _HEADER = struct.Struct(">Q")
 HEADER_SIZE = _HEADER.size
 
 
-def encode_record(enqueued_at_ns: int, payload: bytes) -> bytes:
+def encode_record(enqueued_at_ns: int, payload: bytes | bytearray | memoryview) -> bytes:
     return _HEADER.pack(enqueued_at_ns) + payload
 
 

@@ -10,11 +10,16 @@ translate (``RedisClusterException`` is not a ``RedisError``). Kinds, by typed e
 - ``QueueFull``: ``oom``
 - ``PoolExhausted``: ``pool_exhausted``
 - ``AccessDenied``: ``auth`` (NOAUTH, WRONGPASS, NOPERM, failed AUTH)
+- ``PayloadTooLarge``: ``payload_too_large`` (over ``max_payload_bytes``; raised before sending)
 - ``QueueUnavailable``: ``connection_refused``, ``connection_lost``, ``timeout``, ``clusterdown``,
   ``cluster_unreachable``, ``tryagain``, ``moved``, ``readonly``, ``not_replicated``
 - ``TaskQueueError``: ``other``
 
 Only ``AMBIGUOUS_KINDS`` leave a write's outcome unknown; every other kind is a rejection.
+
+A call that runs out of its ``operation_timeout`` fails with kind ``timeout``: the client raises
+``DeadlineExceeded`` (a redis-py ``TimeoutError``), and ``classify`` also finds it in the cause
+chain of a cluster client error (a topology refresh cut short by the deadline).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ __all__ = [
     "AMBIGUOUS_KINDS",
     "REDIS_ERRORS",
     "AccessDenied",
+    "DeadlineExceeded",
+    "PayloadTooLarge",
     "PoolExhausted",
     "QueueFull",
     "QueueUnavailable",
@@ -81,6 +88,22 @@ class AccessDenied(TaskQueueError):
     kind = "auth"
 
 
+class PayloadTooLarge(TaskQueueError, ValueError):
+    """A payload over ``max_payload_bytes``: refused before anything was sent (a rejection).
+
+    Also a ``ValueError``: it is a bad argument, and a TaskQueueError so a load harness counts it.
+    """
+
+    kind = "payload_too_large"
+
+
+class DeadlineExceeded(rex.TimeoutError):
+    """The call's ``operation_timeout`` ran out before (or during) an attempt: kind ``timeout``.
+
+    A redis-py ``TimeoutError`` on purpose, so redis-py handles it like a socket timeout (the
+    connection is dropped) and the queue translates it like any other timeout (ambiguous)."""
+
+
 # What the queue catches and translates: every redis-py error, cluster client errors included.
 REDIS_ERRORS: tuple[type[BaseException], ...] = (rex.RedisError, rex.RedisClusterException)
 
@@ -128,8 +151,25 @@ def _is_auth(exc: BaseException, message: str) -> bool:
     return isinstance(exc, _AUTH_ERRORS) or any(_has_code(message, code) for code in _AUTH_CODES)
 
 
+def _deadline_in_chain(exc: BaseException) -> bool:
+    """True if the operation deadline caused ``exc`` (anywhere in its cause/context chain)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        item = todo.pop()
+        if item is None or id(item) in seen:
+            continue
+        if isinstance(item, DeadlineExceeded):
+            return True
+        seen.add(id(item))
+        todo += [item.__cause__, item.__context__]
+    return False
+
+
 def _classify_cluster_client(exc: rex.RedisClusterException) -> str:
     """RedisClusterException and subclasses: raised by the cluster client itself, before sending."""
+    if _deadline_in_chain(exc):  # e.g. the slot-map refresh after a timeout ran out of deadline
+        return "timeout"
     cause = exc.__cause__ or exc.__context__
     if cause is not None and classify(cause) == "auth":
         return "auth"

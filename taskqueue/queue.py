@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib.metadata import version
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from redis import exceptions as rex
 from redis.cluster import RedisCluster
 
 from .codec import IdFactory, encode_record
-from .connection import Client, build_cluster, build_standalone, endpoint_report, pool_report
+from .connection import DEADLINE, Client, build_cluster, build_standalone, endpoint_report, pool_report
 from .engines import ENGINES, make_engine
-from .errors import REDIS_ERRORS, QueueUnavailable, TaskQueueError, translate
+from .errors import REDIS_ERRORS, PayloadTooLarge, QueueUnavailable, TaskQueueError, translate
 from .keys import PartitionKeys, partition_keys, queue_pattern
 from .settings import QueueSettings, backend_from_env, parse_nodes
 from .task import Task, partition_of
 
 MAX_PARTITIONS_SEARCH = 256
+PAYLOAD_TYPES = (bytes, bytearray, memoryview)
+Payload = bytes | bytearray | memoryview
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _typed(exc: BaseException, partition: int | None = None) -> TaskQueueError:
@@ -40,6 +45,57 @@ def _typed_errors(partition: int | None = None) -> Iterator[None]:
         raise _typed(exc, partition) from exc
 
 
+def _name_the_deadline(exc: QueueUnavailable, timeout: float) -> None:
+    """A timeout of a bounded call says which limit it ran into."""
+    message = str(exc)
+    if exc.kind == "timeout" and "operation_timeout=" not in message:
+        exc.args = (f"{message} (operation_timeout={timeout:g}s)",)
+
+
+@contextmanager
+def _deadline(timeout: float | None) -> Iterator[None]:
+    """Start the operation deadline for the calls inside, unless one is already running (a public
+    method calling another keeps the outer call's deadline) or there is no ``operation_timeout``."""
+    if timeout is None or DEADLINE.get() is not None:
+        yield
+        return
+    token = DEADLINE.set((time.monotonic() + timeout, timeout))
+    try:
+        yield
+    except QueueUnavailable as exc:
+        _name_the_deadline(exc, timeout)
+        raise
+    finally:
+        DEADLINE.reset(token)
+
+
+def _bounded(method: Callable[Concatenate[TaskQueue, P], R]) -> Callable[Concatenate[TaskQueue, P], R]:
+    """A public method bounded by ``operation_timeout`` (see ``_deadline``), retries included.
+    Inlined rather than ``with _deadline(…)``: it wraps the hot path of every operation."""
+
+    @functools.wraps(method)
+    def bounded(self: TaskQueue, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        timeout = self.settings.operation_timeout
+        if timeout is None or DEADLINE.get() is not None:
+            return method(self, *args, **kwargs)
+        token = DEADLINE.set((time.monotonic() + timeout, timeout))
+        try:
+            return method(self, *args, **kwargs)
+        except QueueUnavailable as exc:
+            _name_the_deadline(exc, timeout)
+            raise
+        finally:
+            DEADLINE.reset(token)
+
+    return bounded
+
+
+def _payload_type_error(payload: object, where: str) -> TypeError:
+    name = type(payload).__name__
+    hint = f"{where}.encode()" if isinstance(payload, str) else f"json.dumps({where}).encode()"
+    return TypeError(f"{where} must be bytes, got {name}: encode it first, e.g. {hint}")
+
+
 class TaskQueue:
     """A named logical queue spread over ``partitions`` (each one hash slot).
 
@@ -51,7 +107,15 @@ class TaskQueue:
     ``cluster_unreachable`` when no cluster node can be reached, ``AccessDenied`` for bad
     credentials …). Bad arguments stay ``ValueError``: an unknown engine, both or neither of
     ``redis_url`` / ``cluster_nodes``, a URL with a wrong scheme (raised by redis-py) or an
-    unparsable node list. Those are programming or configuration errors, not failures.
+    unparsable node list. Those are programming or configuration errors, not failures. A payload
+    that is not bytes (``bytes``, ``bytearray`` or ``memoryview``) is a ``TypeError``; one over
+    ``max_payload_bytes`` (default 64 MiB) is ``PayloadTooLarge`` (a TaskQueueError and a
+    ValueError, kind ``payload_too_large``): both raised before anything is sent.
+
+    ``operation_timeout`` (seconds, default None) bounds every public call, retries, reconnects
+    and pool waits included; when it runs out the call raises ``QueueUnavailable`` with kind
+    ``timeout`` (ambiguous for a write). Without it a call is bounded only per attempt: a server
+    that stops answering costs ``socket_timeout × (retries + 1)`` (about 20 s by default).
     """
 
     def __init__(
@@ -69,6 +133,8 @@ class TaskQueue:
         retries: int = QueueSettings.retries,
         sync_replicas: int = 0,
         sync_timeout_ms: int = QueueSettings.sync_timeout_ms,
+        max_payload_bytes: int = QueueSettings.max_payload_bytes,
+        operation_timeout: float | None = None,
         engine: str = "list",
         settings: QueueSettings | None = None,
     ) -> None:
@@ -86,13 +152,20 @@ class TaskQueue:
                 retries=retries,
                 sync_replicas=sync_replicas,
                 sync_timeout_ms=sync_timeout_ms,
+                max_payload_bytes=max_payload_bytes,
+                operation_timeout=operation_timeout,
             )
         if (redis_url is None) == (cluster_nodes is None):
             raise ValueError("give exactly one of redis_url or cluster_nodes (or use TaskQueue.from_env())")
         self.settings = settings
         self.is_cluster = cluster_nodes is not None
+        with _deadline(settings.operation_timeout):  # one deadline for all the constructor's I/O
+            self._connect(redis_url, cluster_nodes, engine)
+
+    def _connect(self, redis_url: str | None, cluster_nodes: str | Iterable[Any] | None, engine: str) -> None:
+        settings = self.settings
         with _typed_errors():
-            if cluster_nodes is not None:
+            if cluster_nodes is not None:  # RedisCluster maps the cluster here: it talks to the nodes
                 self.client: Client = build_cluster(parse_nodes(cluster_nodes), settings)
             else:
                 assert redis_url is not None
@@ -135,6 +208,7 @@ class TaskQueue:
                 return count
         return MAX_PARTITIONS_SEARCH
 
+    @_bounded
     def partition_masters(self) -> dict[int, str]:
         """Partition -> ``host:port`` of the master that owns it now (standalone: the server)."""
         if not isinstance(self.client, RedisCluster):
@@ -142,6 +216,7 @@ class TaskQueue:
         with _typed_errors():
             return {p: self._master_of(k.ready) for p, k in enumerate(self._keys)}
 
+    @_bounded
     def describe(self) -> dict[str, Any]:
         """Effective configuration, read back from the client and the server."""
         with _typed_errors():
@@ -159,6 +234,8 @@ class TaskQueue:
             "socket_timeout_s": self.settings.socket_timeout,
             "retries": self.settings.retries,
             "sync_replicas": self.settings.sync_replicas,
+            "max_payload_bytes": self.settings.max_payload_bytes,
+            "operation_timeout_s": self.settings.operation_timeout,
             "redis_py": version("redis"),
             "server_version": info.get("valkey_version") or info.get("redis_version"),
             "server_name": info.get("server_name") or "redis",
@@ -178,12 +255,34 @@ class TaskQueue:
         which makes consecutive enqueues round-robin over the partitions."""
         return partition_of(task_id, self.partitions)
 
-    def enqueue(self, payload: bytes, *, task_id: str | None = None) -> str:
+    def _checked(self, payload: Any, where: str = "payload") -> Payload:
+        """The payload if it is bytes-like and within ``max_payload_bytes``; else TypeError or
+        PayloadTooLarge. Nothing has been sent when either is raised."""
+        if isinstance(payload, bytes | bytearray):
+            size = len(payload)
+        elif isinstance(payload, memoryview):
+            size = payload.nbytes
+            if not payload.c_contiguous:  # a strided view cannot be concatenated: copy it
+                payload = payload.tobytes()
+        else:
+            raise _payload_type_error(payload, where)
+        limit = self.settings.max_payload_bytes
+        if size > limit:
+            raise PayloadTooLarge(
+                f"payload_too_large: {where} is {size:,} bytes, over max_payload_bytes={limit:,} "
+                f"({limit / 2**20:g} MiB); raise it with TaskQueue(..., max_payload_bytes=N) or "
+                "QueueSettings(max_payload_bytes=N) (Redis refuses values over its proto-max-bulk-len, 512 MB)"
+            )
+        return payload
+
+    @_bounded
+    def enqueue(self, payload: Payload, *, task_id: str | None = None) -> str:
         """Store one task; returns its id. Retrying with the same ``task_id`` never duplicates it
         while the first copy is queued or in flight."""
+        checked = self._checked(payload)
         task_id = task_id or self._new_id()
         p = partition_of(task_id, self.partitions) if self.partitions > 1 else 0
-        record = encode_record(time.time_ns(), payload)
+        record = encode_record(time.time_ns(), checked)
         if self.settings.sync_replicas:
             self._enqueue_replicated(p, task_id, record)
         else:
@@ -228,6 +327,7 @@ class TaskQueue:
             err.partition = p
             raise err
 
+    @_bounded
     def call(self, script: Any, *keys_and_args: Any, numkeys: int, partition: int | None = None) -> Any:
         """EVALSHA in one round trip; on NOSCRIPT (new master after failover, flushed cache)
         load the script and retry once. Errors come out typed. Inlined rather than a context
@@ -241,10 +341,12 @@ class TaskQueue:
         except REDIS_ERRORS as exc:
             raise _typed(exc, partition) from exc
 
+    @_bounded
     def command(self, *args: Any, partition: int | None = None) -> Any:
         """One plain command, errors typed (and tagged with the partition)."""
         return self.guarded(lambda: self.client.execute_command(*args), partition=partition)
 
+    @_bounded
     def guarded(self, fn: Any, partition: int | None = None) -> Any:
         """Run a client call with errors typed (and tagged with the partition)."""
         try:
@@ -252,12 +354,20 @@ class TaskQueue:
         except REDIS_ERRORS as exc:
             raise _typed(exc, partition) from exc
 
-    def enqueue_many(self, payloads: Sequence[bytes], *, task_ids: Sequence[str] | None = None) -> list[str]:
-        """Pipelined enqueue: one script call per partition, one round trip per node."""
-        ids = list(task_ids) if task_ids is not None else [self._new_id() for _ in payloads]
+    @_bounded
+    def enqueue_many(self, payloads: Sequence[Payload], *, task_ids: Sequence[str] | None = None) -> list[str]:
+        """Pipelined enqueue: one script call per partition, one round trip per node. Every
+        payload is checked (type, ``max_payload_bytes``) before any is sent."""
+        if isinstance(payloads, (*PAYLOAD_TYPES, str)):
+            raise TypeError(
+                f"payloads must be a sequence of payloads, got one {type(payloads).__name__}: "
+                "use enqueue(payload) or enqueue_many([payload])"
+            )
+        checked = [self._checked(p, f"payloads[{i}]") for i, p in enumerate(payloads)]
+        ids = list(task_ids) if task_ids is not None else [self._new_id() for _ in checked]
         now = time.time_ns()
         args: dict[int, list[Any]] = {}
-        for task_id, payload in zip(ids, payloads, strict=True):
+        for task_id, payload in zip(ids, checked, strict=True):
             args.setdefault(partition_of(task_id, self.partitions), []).extend((task_id, encode_record(now, payload)))
         calls = [(self.engine.enqueue_keys(p), a) for p, a in args.items()]
         results = self._pipelined_script(self.engine.enqueue_many_script, calls)
@@ -285,17 +395,22 @@ class TaskQueue:
 
     # -- consumer ---------------------------------------------------------------------------
 
+    @_bounded
     def dequeue(self, timeout: float = 0.0) -> Task | None:
         """Lease the next task, waiting up to ``timeout`` s; ``None`` when nothing arrived."""
         tasks = self.dequeue_many(1, timeout=timeout)
         return tasks[0] if tasks else None
 
+    @_bounded
     def dequeue_many(self, count: int, timeout: float = 0.0) -> list[Task]:
         """Lease up to ``count`` tasks from one partition (partitions rotate between calls)."""
         if count < 1:
             raise ValueError("count must be >= 1")
         if timeout >= self.settings.socket_timeout:
             raise ValueError(f"timeout={timeout} must be below socket_timeout={self.settings.socket_timeout}")
+        operation_timeout = self.settings.operation_timeout
+        if operation_timeout is not None and timeout >= operation_timeout:
+            raise ValueError(f"timeout={timeout} must be below operation_timeout={operation_timeout}")
         deadline = time.monotonic() + timeout
         start = next(self._consume_start)
         while True:
@@ -306,31 +421,41 @@ class TaskQueue:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
-            # Block on one partition for a slice, so the others are looked at again soon.
-            slice_s = max(0.01, min(remaining, 1.0, self.settings.socket_timeout / 2) / self.partitions)
+            # Block on one partition for a slice, so the others are looked at again soon; the
+            # reply of a blocking wait must arrive well within the socket and operation timeouts.
+            bound = self.settings.socket_timeout
+            scope = DEADLINE.get()
+            if scope is not None:
+                bound = min(bound, scope[0] - time.monotonic())
+            slice_s = max(0.01, min(remaining, 1.0, bound / 2) / self.partitions)
             tasks = self.engine.wait(start % self.partitions, count, slice_s)
             if tasks:
                 return tasks
             start += 1
 
+    @_bounded
     def ack(self, task: Task) -> bool:
         """Finish a task. ``False`` if its lease had already expired (it may be delivered twice)."""
         return self.engine.ack(task)
 
+    @_bounded
     def nack(self, task: Task) -> bool:
         """Give a task back for immediate redelivery. ``False`` if the lease was already gone."""
         return self.engine.nack(task)
 
+    @_bounded
     def requeue_expired(self, limit: int = 1000) -> int:
         """The visibility-timeout reaper: expired leases become deliverable again. Returns how many."""
         return sum(self.engine.requeue_expired(p, limit) for p in range(self.partitions))
 
     # -- inspection -------------------------------------------------------------------------
 
+    @_bounded
     def depth(self) -> int:
         """Tasks waiting to be delivered (all partitions)."""
         return self._count(self.engine.depth_commands)
 
+    @_bounded
     def inflight(self) -> int:
         """Tasks leased and not yet acked."""
         return self._count(self.engine.inflight_commands)
@@ -344,6 +469,7 @@ class TaskQueue:
                 total += self.engine.count(pipe.execute(raise_on_error=False))
         return total
 
+    @_bounded
     def purge(self) -> int:
         """Delete every key of this queue (all partitions). Returns the number of keys deleted."""
         deleted = 0
@@ -355,6 +481,7 @@ class TaskQueue:
                 deleted += int(self.client.delete(key))
         return deleted
 
+    @_bounded
     def close(self) -> None:
         with _typed_errors():
             self.client.close()

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_URL = "redis://localhost:6379/0"
 DEFAULT_POOL_SIZE = 50  # the seed's max_connections_per_node
+DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024  # 64 MiB: far above a sane task, far below Redis's 512 MB
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,11 @@ class QueueSettings:
     retries: int = 3  # client retries on connection errors; safe because enqueue is idempotent
     sync_replicas: int = 0  # enqueue waits (WAIT) until this many replicas have the task
     sync_timeout_ms: int = 200
+    # Largest payload enqueue/enqueue_many accept (checked before sending: PayloadTooLarge).
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    # Seconds one public call may take in all, retries and reconnects included; None: no bound
+    # beyond socket_timeout per attempt (a stopped server costs socket_timeout x (retries + 1)).
+    operation_timeout: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -43,6 +49,10 @@ class QueueSettings:
             problems.append("sync_replicas and sync_timeout_ms must be >= 0")
         if self.retries < 0:
             problems.append(f"retries={self.retries} must be >= 0")
+        if self.max_payload_bytes < 0:
+            problems.append(f"max_payload_bytes={self.max_payload_bytes} must be >= 0")
+        if self.operation_timeout is not None and not self.operation_timeout > 0:
+            problems.append(f"operation_timeout={self.operation_timeout} must be > 0 seconds (or None: no bound)")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -81,29 +91,59 @@ def parse_nodes(nodes: str | Iterable[Any]) -> list[tuple[str, int]]:
     return [parse_node(n) for n in items]
 
 
-SEED_CLUSTER_NODES = "localhost:7000,localhost:7001,localhost:7002"
+TRUE_FORMS = ("true", "1", "yes")
+FALSE_FORMS = ("false", "0", "no", "")
+
+
+def cluster_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """The seed's ``REDIS_CLUSTER_ENABLED``: true/1/yes or false/0/no, any case, spaces ignored;
+    unset or empty is false. Anything else is a ValueError naming the variable and the value."""
+    env = os.environ if env is None else env
+    raw = env.get("REDIS_CLUSTER_ENABLED", "")
+    value = raw.strip().lower()
+    if value in TRUE_FORMS:
+        return True
+    if value in FALSE_FORMS:
+        return False
+    raise ValueError(
+        f"REDIS_CLUSTER_ENABLED={raw!r} is not a boolean: use true/1/yes or false/0/no (any case; empty = false)"
+    )
 
 
 def backend_from_env(env: Mapping[str, str] | None = None) -> tuple[str | None, list[tuple[str, int]] | None]:
     """``(redis_url, cluster_nodes)`` from the seed's env vars, exactly one of them set.
 
-    ``REDIS_CLUSTER_ENABLED=true`` selects the cluster (``REDIS_CLUSTER_NODES``, default the
-    seed's localhost:7000-7002); otherwise ``REDIS_URL`` (default ``redis://localhost:6379/0``).
+    ``REDIS_CLUSTER_ENABLED`` true (see ``cluster_enabled``) selects the cluster and then needs
+    ``REDIS_CLUSTER_NODES`` (no default: a missing list is an error, not localhost); otherwise
+    ``REDIS_URL`` (default ``redis://localhost:6379/0``). Bad values raise ValueError.
     """
     env = os.environ if env is None else env
-    enabled = env.get("REDIS_CLUSTER_ENABLED", "false").strip().lower()
-    if enabled not in {"true", "false", "1", "0", "yes", "no", ""}:
-        raise ValueError(f"REDIS_CLUSTER_ENABLED={enabled!r}: expected true or false")
-    if enabled in {"true", "1", "yes"}:
-        return None, parse_nodes(env.get("REDIS_CLUSTER_NODES") or SEED_CLUSTER_NODES)
-    return env.get("REDIS_URL") or DEFAULT_URL, None
+    if not cluster_enabled(env):
+        return env.get("REDIS_URL") or DEFAULT_URL, None
+    nodes = env.get("REDIS_CLUSTER_NODES")
+    if nodes is None or not nodes.strip():
+        state = "not set" if nodes is None else "empty"
+        enabled = env["REDIS_CLUSTER_ENABLED"].strip()
+        raise ValueError(
+            f"REDIS_CLUSTER_ENABLED={enabled} needs REDIS_CLUSTER_NODES=host:port[,host:port…], "
+            f"e.g. 127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002; REDIS_CLUSTER_NODES is {state}"
+        )
+    try:
+        return None, parse_nodes(nodes)
+    except ValueError as exc:
+        raise ValueError(f"REDIS_CLUSTER_NODES={nodes!r}: {exc}") from None
 
 
 def redact_url(url: str) -> str:
-    """The URL without credentials, safe to print or write into results."""
-    parts = urlsplit(url)
-    if parts.password is None and parts.username is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    """The URL without credentials, safe to print or write into results. Never fails: a URL too
+    broken to parse (e.g. a bad port) loses everything before its last ``@``."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None and parts.username is None:
+            return url
+        host = parts.hostname or ""
+        netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    except ValueError:
+        scheme, sep, rest = url.partition("://")
+        return f"{scheme}{sep}***@{rest.rsplit('@', 1)[1]}" if "@" in rest else url
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.backends import BackendSpec, ClusterBackend, StandaloneBackend, start_backend
-from bench.servers import free_port
+from bench.servers import RedisServer, find_server_bin, free_port
 from taskqueue import TaskQueue
 
 # Low node timeout so failover tests finish quickly; recorded like any other setting.
@@ -47,9 +47,27 @@ def standalone(state_dir: Path) -> Iterator[StandaloneBackend]:
         backend.stop()
 
 
+SERVER_PASSWORD = "S3cret-pw-9f2c"  # never to be seen in a command line, a page, a result or a log
+
+
+@pytest.fixture(scope="session")
+def password_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A standalone server with ``requirepass`` SERVER_PASSWORD, and an ACL user ``pinger`` (same
+    password) who may only PING. Set with CONFIG SET after start: ``wait_ready`` pings without one."""
+    server = RedisServer(find_server_bin(), free_port(start=26500), tmp_path_factory.mktemp("password-server"))
+    try:
+        server.start()
+        with server.client() as r:
+            r.acl_setuser("pinger", enabled=True, passwords=[f"+{SERVER_PASSWORD}"], keys=["*"], commands=["+ping"])
+            r.config_set("requirepass", SERVER_PASSWORD)
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def cluster(state_dir: Path) -> Iterator[ClusterBackend]:
-    port = free_port(span=6, start=25000, bus_offset=10000)
+    port = free_port(span=6, start=19000, bus_offset=10000)  # bus ports 29000+: below the ephemeral range
     backend = start_backend(
         BackendSpec("cluster", port=port, state_dir=state_dir, node_timeout_ms=TEST_NODE_TIMEOUT_MS)
     )

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import errno
 import socket
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from conftest import SERVER_PASSWORD
 from redis import exceptions as rex
 
 from bench.audit import outcome_of
-from bench.servers import LOOPBACK, RedisServer, find_server_bin, free_port
+from bench.servers import LOOPBACK, RedisServer
 from taskqueue import AccessDenied, PoolExhausted, QueueFull, QueueUnavailable, Task, TaskQueue, TaskQueueError
 from taskqueue import queue as queue_module
 from taskqueue.engines import make_engine
@@ -395,27 +394,6 @@ def test_unreachable_cluster_raises_queue_unavailable() -> None:
     assert outcome_of(info.value.kind) == "rejected"
 
 
-PASSWORD = "s3cret-pw"
-
-
-@pytest.fixture(scope="module")
-def protected_server() -> Iterator[RedisServer]:
-    """A standalone server with ``requirepass`` and a user without permission to run scripts.
-
-    ``requirepass`` is set with CONFIG SET after start: ``RedisServer.wait_ready`` pings without
-    a password and would take NOAUTH for "not ready yet"."""
-    with tempfile.TemporaryDirectory(prefix="tq-auth-") as folder:
-        server = RedisServer(find_server_bin(), free_port(start=26500), Path(folder))
-        try:
-            server.start()
-            with server.client() as r:
-                r.acl_setuser("pinger", enabled=True, passwords=[f"+{PASSWORD}"], keys=["*"], commands=["+ping"])
-                r.config_set("requirepass", PASSWORD)
-            yield server
-        finally:
-            server.stop()
-
-
 def _url(server: RedisServer, credentials: str) -> str:
     return f"redis://{credentials}{LOOPBACK}:{server.port}/0"
 
@@ -423,9 +401,9 @@ def _url(server: RedisServer, credentials: str) -> str:
 @pytest.mark.parametrize(
     "credentials", [":wrong-pw@", "", "pinger:wrong-pw@"], ids=["wrong-password", "no-password", "wrong-user-password"]
 )
-def test_bad_credentials_raise_access_denied(protected_server: RedisServer, credentials: str) -> None:
+def test_bad_credentials_raise_access_denied(password_server: RedisServer, credentials: str) -> None:
     # The list engine's constructor does no I/O: the first command (enqueue) meets the refusal.
-    q = TaskQueue(_url(protected_server, credentials), name=f"t-{uuid.uuid4().hex[:8]}")
+    q = TaskQueue(_url(password_server, credentials), name=f"t-{uuid.uuid4().hex[:8]}")
     try:
         with pytest.raises(AccessDenied) as info:
             q.enqueue(b"x")
@@ -435,11 +413,11 @@ def test_bad_credentials_raise_access_denied(protected_server: RedisServer, cred
         q.close()
     # The stream engine creates its consumer groups in the constructor: it fails there.
     with pytest.raises(AccessDenied):
-        TaskQueue(_url(protected_server, credentials), engine="stream")
+        TaskQueue(_url(password_server, credentials), engine="stream")
 
 
-def test_missing_permission_raises_access_denied(protected_server: RedisServer) -> None:
-    q = TaskQueue(_url(protected_server, f"pinger:{PASSWORD}@"), name=f"t-{uuid.uuid4().hex[:8]}")
+def test_missing_permission_raises_access_denied(password_server: RedisServer) -> None:
+    q = TaskQueue(_url(password_server, f"pinger:{SERVER_PASSWORD}@"), name=f"t-{uuid.uuid4().hex[:8]}")
     try:
         with pytest.raises(AccessDenied) as info:
             q.enqueue(b"x")
@@ -449,8 +427,8 @@ def test_missing_permission_raises_access_denied(protected_server: RedisServer) 
         q.close()
 
 
-def test_right_password_works(protected_server: RedisServer) -> None:
-    q = TaskQueue(_url(protected_server, f":{PASSWORD}@"), name=f"t-{uuid.uuid4().hex[:8]}")
+def test_right_password_works(password_server: RedisServer) -> None:
+    q = TaskQueue(_url(password_server, f":{SERVER_PASSWORD}@"), name=f"t-{uuid.uuid4().hex[:8]}")
     try:
         task_id = q.enqueue(b"x")
         task = q.dequeue(timeout=0.5)

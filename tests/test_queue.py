@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import array
+import signal
+import socket
+import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
+from redis.backoff import ConstantBackoff
 from redis.cluster import RedisCluster
 from redis.exceptions import OutOfMemoryError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from taskqueue import PoolExhausted, QueueFull, TaskQueue
+from bench.audit import outcome_of
+from bench.backends import BackendSpec, ClusterBackend, start_backend
+from bench.servers import RedisServer, find_server_bin, free_port
+from taskqueue import PoolExhausted, QueueFull, QueueSettings, QueueUnavailable, TaskQueue, TaskQueueError
+from taskqueue.connection import DEADLINE, DeadlineRetry
+from taskqueue.errors import AMBIGUOUS_KINDS, DeadlineExceeded, PayloadTooLarge
 
 
 @pytest.fixture(params=["list", "stream"])
@@ -257,3 +273,350 @@ def test_at_oom_raw_lmove_is_refused_while_both_engines_drain(standalone) -> Non
             for q in queues.values():
                 q.purge()
                 q.close()
+
+
+# -- client guards: payload type and size, checked before anything is sent ----------------------
+
+OFFLINE = "redis://127.0.0.1:1/0"  # nothing listens: anything sent would fail as connection_refused
+
+
+@pytest.mark.parametrize(
+    ("payload", "type_name"),
+    [("text", "str"), (42, "int"), (None, "NoneType"), ([1, 2], "list"), ({"a": 1}, "dict"), (1.5, "float")],
+)
+def test_non_bytes_payload_is_a_type_error_before_sending(payload: Any, type_name: str) -> None:
+    q = TaskQueue(OFFLINE, name="guards")
+    try:
+        with pytest.raises(TypeError, match=f"^payload must be bytes, got {type_name}: encode it first, e.g. "):
+            q.enqueue(payload)
+        with pytest.raises(TypeError, match=f"^payloads\\[1\\] must be bytes, got {type_name}: encode it first"):
+            q.enqueue_many([b"fine", payload, b"fine"])
+    finally:
+        q.close()
+
+
+def test_type_error_messages_are_exact() -> None:
+    q = TaskQueue(OFFLINE, name="guards")
+    with pytest.raises(TypeError) as info:
+        q.enqueue("hello")  # type: ignore[arg-type]
+    assert str(info.value) == "payload must be bytes, got str: encode it first, e.g. payload.encode()"
+    with pytest.raises(TypeError) as info:
+        q.enqueue_many(["a"])  # type: ignore[list-item]
+    assert str(info.value) == "payloads[0] must be bytes, got str: encode it first, e.g. payloads[0].encode()"
+    for one in (b"abc", bytearray(b"abc"), memoryview(b"abc"), "abc"):  # one payload where a list belongs
+        with pytest.raises(TypeError, match="payloads must be a sequence of payloads, got one"):
+            q.enqueue_many(one)  # type: ignore[arg-type]
+    q.close()
+
+
+def test_payload_over_the_limit_is_rejected_before_sending() -> None:
+    q = TaskQueue(OFFLINE, name="guards", max_payload_bytes=10)
+    try:
+        with pytest.raises(PayloadTooLarge) as info:
+            q.enqueue(b"x" * 11)
+        err = info.value
+        assert isinstance(err, TaskQueueError) and isinstance(err, ValueError)
+        assert err.kind == "payload_too_large" and err.kind not in AMBIGUOUS_KINDS
+        assert outcome_of(err.kind) == "rejected"  # the Locust harness counts it as refused
+        message = str(err)
+        assert message.startswith("payload_too_large: payload is 11 bytes, over max_payload_bytes=10 ")
+        assert "max_payload_bytes=N" in message  # how to raise it
+        for big in (bytearray(11), memoryview(b"x" * 11), memoryview(array.array("i", [0, 0, 0])).cast("B")):
+            with pytest.raises(PayloadTooLarge):
+                q.enqueue(big)
+        # 3 ints are 12 bytes though len() says 3: the size counted is bytes, not items.
+        with pytest.raises(PayloadTooLarge, match="12 bytes"):
+            q.enqueue(memoryview(array.array("i", [0, 0, 0])))
+        with pytest.raises(PayloadTooLarge, match=r"payloads\[2\] is 11 bytes"):
+            q.enqueue_many([b"ok", b"x" * 10, b"x" * 11])
+        # At the limit, the check passes and the call goes on to the (absent) server.
+        with pytest.raises(QueueUnavailable, match="connection_refused"):
+            q.enqueue(b"x" * 10)
+    finally:
+        q.close()
+
+
+def test_default_payload_limit_is_64_mib() -> None:
+    q = TaskQueue(OFFLINE, name="guards")
+    assert q.settings.max_payload_bytes == 64 * 2**20
+    with pytest.raises(PayloadTooLarge, match="over max_payload_bytes=67,108,864 \\(64 MiB\\)"):
+        q.enqueue(bytes(64 * 2**20 + 1))
+    q.close()
+    configured = TaskQueue(OFFLINE, settings=QueueSettings(name="guards", max_payload_bytes=5))
+    with pytest.raises(PayloadTooLarge):
+        configured.enqueue(b"123456")
+    configured.close()
+
+
+def test_bytes_like_payloads_round_trip_and_oversized_batches_store_nothing(make_queue) -> None:
+    q = make_queue(partitions=1, max_payload_bytes=16)
+    strided = memoryview(b"a-b-c-d")[::2]  # not contiguous: copied before sending
+    ints = memoryview(array.array("i", [1, 2]))  # 8 bytes, 2 items
+    payloads = [b"bytes", bytearray(b"bytearray"), memoryview(b"memoryview"), strided, ints, b"x" * 16]
+    ids = [q.enqueue(p) for p in payloads]
+    with pytest.raises(PayloadTooLarge):
+        q.enqueue_many([b"small", b"x" * 17])  # one too large: none of the batch is stored
+    assert q.depth() == len(payloads)
+    got = []
+    for _ in payloads:
+        task = q.dequeue(timeout=1.0)
+        assert task is not None and q.ack(task)
+        got.append((task.id, task.payload))
+    expected = [b"bytes", b"bytearray", b"memoryview", b"abcd", ints.tobytes(), b"x" * 16]
+    assert got == list(zip(ids, expected, strict=True))
+    assert all(type(payload) is bytes for _, payload in got)
+    described = q.describe()
+    assert (described["max_payload_bytes"], described["operation_timeout_s"]) == (16, None)
+
+
+# -- operation deadline ------------------------------------------------------------------------------
+
+
+def test_operation_timeout_leaves_a_healthy_queue_working(make_queue) -> None:
+    q = make_queue(operation_timeout=2.0, pool_blocking=True)
+    ids = [*q.enqueue_many([b"a", b"b"]), q.enqueue(b"c")]
+    assert q.depth() == 3
+    got = set()
+    for _ in range(3):
+        task = q.dequeue(timeout=0.5)
+        assert task is not None and q.ack(task)
+        got.add(task.id)
+    assert got == set(ids) and q.dequeue(timeout=0.2) is None
+    described = q.describe()
+    assert described["operation_timeout_s"] == 2.0 and described["pool_blocking"] is True
+    assert described["pool_class"] == "BlockingConnectionPool"
+    with pytest.raises(ValueError, match="below operation_timeout"):
+        q.dequeue(timeout=2.0)
+
+
+def test_raw_client_calls_get_the_full_socket_timeout_back(standalone) -> None:
+    """A bounded call caps the socket timeout of the connection it used; a raw call on the same
+    client (the harness's RawLpushUser) runs with no deadline and gets socket_timeout again."""
+    q = TaskQueue(standalone.url, name=f"t-{uuid.uuid4().hex[:8]}", operation_timeout=1.0, pool_size=1)
+    try:
+        q.enqueue(b"x")
+        assert isinstance(q.client, redis.Redis)
+        pool = q.client.connection_pool
+        conn = pool.get_connection()
+        try:
+            assert conn._sock is not None and 0 < conn._sock.gettimeout() <= 1.0
+        finally:
+            pool.release(conn)
+        assert q.client.ping()
+        conn = pool.get_connection()
+        try:
+            assert conn._sock is not None and conn._sock.gettimeout() == q.settings.socket_timeout
+        finally:
+            pool.release(conn)
+    finally:
+        q.purge()
+        q.close()
+
+
+def test_deadline_retry_stops_at_the_deadline() -> None:
+    """Without the deadline check, redis-py's Retry would make all 50 attempts (>= 5 s)."""
+    retry = DeadlineRetry(ConstantBackoff(0.1), 50)
+    attempts: list[float] = []
+
+    def attempt() -> None:
+        attempts.append(time.monotonic())
+        raise RedisTimeoutError("Timeout reading from socket")
+
+    token = DEADLINE.set((time.monotonic() + 0.35, 0.35))
+    started = time.monotonic()
+    try:
+        with pytest.raises(RedisTimeoutError):
+            retry.call_with_retry(attempt, lambda _error: None)
+    finally:
+        DEADLINE.reset(token)
+    assert time.monotonic() - started < 0.35 + 0.15
+    assert 3 <= len(attempts) <= 5
+    # A DeadlineExceeded ends the retries at once; outside a bounded call it is plain Retry.
+    calls: list[int] = []
+
+    def expired() -> None:
+        calls.append(1)
+        raise DeadlineExceeded("operation_timeout=1s ran out before sending")
+
+    token = DEADLINE.set((time.monotonic() + 10, 10.0))
+    try:
+        with pytest.raises(DeadlineExceeded):
+            retry.call_with_retry(expired, lambda _error: None)
+    finally:
+        DEADLINE.reset(token)
+    assert len(calls) == 1
+    unbounded = DeadlineRetry(ConstantBackoff(0), 3)
+    with pytest.raises(RedisTimeoutError):
+        unbounded.call_with_retry(attempt, lambda _error: None)
+    assert len(attempts) >= 3 + 4
+
+
+def test_without_operation_timeout_the_client_is_plain_redis_py(standalone) -> None:
+    q = TaskQueue(standalone.url, name="plain")
+    try:
+        assert isinstance(q.client, redis.Redis)
+        assert q.client.connection_pool.connection_class is redis.Connection
+        assert type(q.client.connection_pool.connection_kwargs["retry"]).__name__ == "Retry"
+    finally:
+        q.close()
+
+
+@pytest.fixture
+def stoppable_server() -> Iterator[RedisServer]:
+    """A standalone server of its own, for SIGSTOP: always continued and stopped afterwards."""
+    with tempfile.TemporaryDirectory(prefix="tq-stop-") as folder:
+        server = RedisServer(find_server_bin(), free_port(start=26800), Path(folder))
+        try:
+            server.start()
+            yield server
+        finally:
+            server.signal(signal.SIGCONT)
+            server.stop()
+
+
+OPERATION_TIMEOUT = 1.0
+SLACK_S = 1.0  # a behaviour bound (the call ends near its deadline), not a performance target
+STOPPED_CALLS: dict[str, Callable[[TaskQueue], Any]] = {
+    "enqueue": lambda q: q.enqueue(b"x"),
+    "enqueue_many": lambda q: q.enqueue_many([b"x"] * 5),
+    "dequeue": lambda q: q.dequeue(timeout=0.5),
+    "depth": lambda q: q.depth(),
+    "describe": lambda q: q.describe(),
+}
+
+
+def _time_stopped_call(server: RedisServer, q: TaskQueue, call: Callable[[TaskQueue], Any]) -> tuple[float, Any]:
+    server.signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(QueueUnavailable) as info:
+            call(q)
+        return time.monotonic() - started, info.value
+    finally:
+        server.signal(signal.SIGCONT)
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["pooled-connection", "new-connection"])
+@pytest.mark.parametrize("method", sorted(STOPPED_CALLS))
+def test_operation_timeout_bounds_a_call_on_a_stopped_server(
+    stoppable_server: RedisServer, method: str, warm: bool
+) -> None:
+    """SIGSTOP: the kernel still accepts connections and buffers the request, nothing answers.
+    Without operation_timeout this costs socket_timeout x (retries + 1) = 20 s (see README)."""
+    url = f"redis://127.0.0.1:{stoppable_server.port}/0"
+    q = TaskQueue(url, name=f"t-{uuid.uuid4().hex[:8]}", operation_timeout=OPERATION_TIMEOUT)
+    try:
+        if warm:
+            q.enqueue(b"warm")
+        elapsed, err = _time_stopped_call(stoppable_server, q, STOPPED_CALLS[method])
+        assert err.kind == "timeout", err
+        assert elapsed < OPERATION_TIMEOUT + SLACK_S, f"{method} took {elapsed:.2f}s"
+        assert f"operation_timeout={OPERATION_TIMEOUT:g}s" in str(err)
+        if method.startswith("enqueue"):
+            assert outcome_of(err.kind) == "ambiguous"
+        # Continued, the server answers again on the same queue object.
+        assert q.depth() >= 0
+    finally:
+        q.close()
+
+
+def test_operation_timeout_bounds_the_constructor(stoppable_server: RedisServer) -> None:
+    """The stream engine creates its consumer groups in the constructor: bounded too."""
+    url = f"redis://127.0.0.1:{stoppable_server.port}/0"
+    make = lambda: TaskQueue(url, name="ctor", engine="stream", operation_timeout=OPERATION_TIMEOUT)  # noqa: E731
+    elapsed, err = _time_stopped_call(stoppable_server, None, lambda _q: make())  # type: ignore[arg-type]
+    assert err.kind == "timeout" and elapsed < OPERATION_TIMEOUT + SLACK_S
+
+
+@pytest.fixture(scope="module")
+def stoppable_cluster() -> Iterator[ClusterBackend]:
+    """Three masters of its own with a long node timeout: a stopped master is not failed over."""
+    with tempfile.TemporaryDirectory(prefix="tq-stop-cluster-") as folder:
+        port = free_port(span=3, start=26900, bus_offset=10000)
+        spec = BackendSpec("cluster", port=port, replicas=0, node_timeout_ms=60_000, state_dir=Path(folder))
+        backend = start_backend(spec)
+        assert isinstance(backend, ClusterBackend)
+        try:
+            yield backend
+        finally:
+            backend.stop()
+
+
+def test_operation_timeout_bounds_the_cluster_constructor(stoppable_cluster: ClusterBackend) -> None:
+    """RedisCluster maps the cluster in its constructor, asking the startup nodes in order: the
+    first one stopped costs socket_timeout (5 s) without a deadline, and the deadline bounds it."""
+    stopped, *others = stoppable_cluster.servers
+    nodes = [stopped.address, *(s.address for s in others)]
+    stopped.signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(QueueUnavailable) as info:
+            TaskQueue(cluster_nodes=nodes, name="cctor", operation_timeout=OPERATION_TIMEOUT)
+        elapsed = time.monotonic() - started
+    finally:
+        stopped.signal(signal.SIGCONT)
+    assert info.value.kind == "timeout" and elapsed < OPERATION_TIMEOUT + SLACK_S, f"{elapsed:.2f}s"
+    TaskQueue(cluster_nodes=nodes, name="cctor", operation_timeout=OPERATION_TIMEOUT).close()  # continued: fine
+
+
+def test_operation_timeout_bounds_a_call_on_a_stopped_cluster_master(stoppable_cluster: ClusterBackend) -> None:
+    """On a cluster the client refreshes its slot map after a timeout; with the deadline gone that
+    refresh fails too, and the error is still kind timeout (not cluster_unreachable)."""
+    q = TaskQueue(cluster_nodes=stoppable_cluster.nodes, name="cstop", operation_timeout=OPERATION_TIMEOUT)
+    try:
+        q.enqueue(b"warm")
+        master = q.partition_masters()[0]
+        server = next(s for s in stoppable_cluster.servers if s.address == master)
+        on_partition_0 = f"{q.new_id().rpartition('-')[0]}-{q.partitions:x}"  # counter % partitions == 0
+        assert q.partition_for(on_partition_0) == 0
+        elapsed, err = _time_stopped_call(server, q, lambda q: q.enqueue(b"x", task_id=on_partition_0))
+        assert (err.kind, outcome_of(err.kind)) == ("timeout", "ambiguous"), err
+        assert elapsed < OPERATION_TIMEOUT + SLACK_S, f"took {elapsed:.2f}s"
+        q.enqueue(b"after", task_id=on_partition_0)  # continued: served again, same id deduplicated
+    finally:
+        q.purge()
+        q.close()
+
+
+def test_operation_timeout_bounds_connecting() -> None:
+    """A listener whose accept queue is full drops new SYNs: connect() hangs (socket_connect_timeout
+    2 s per attempt, 4 attempts, without a deadline). The deadline caps the connect too."""
+    listener = socket.socket()
+    filler = socket.socket()
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)  # accept queue of one, never accepted
+        filler.connect(listener.getsockname())
+        url = f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+        q = TaskQueue(url, name="blackhole", operation_timeout=OPERATION_TIMEOUT)
+        started = time.monotonic()
+        with pytest.raises(QueueUnavailable) as info:
+            q.enqueue(b"x")
+        elapsed = time.monotonic() - started
+        assert info.value.kind == "timeout" and elapsed < OPERATION_TIMEOUT + SLACK_S, f"{elapsed:.2f}s"
+        q.close()
+    finally:
+        filler.close()
+        listener.close()
+
+
+def test_operation_timeout_bounds_the_wait_for_a_pooled_connection(standalone) -> None:
+    q = TaskQueue(
+        standalone.url, name="poolwait", pool_size=1, pool_blocking=True, pool_timeout=10.0, operation_timeout=0.5
+    )
+    try:
+        q.enqueue(b"warm")
+        assert isinstance(q.client, redis.Redis)
+        pool = q.client.connection_pool
+        held = pool.get_connection()
+        try:
+            started = time.monotonic()
+            with pytest.raises(PoolExhausted):  # nothing was sent: a rejection, not a timeout
+                q.enqueue(b"x")
+            assert time.monotonic() - started < 0.5 + SLACK_S
+        finally:
+            pool.release(held)
+        assert getattr(pool, "timeout", None) == 10.0  # outside a call the configured pool_timeout is back
+    finally:
+        q.purge()
+        q.close()

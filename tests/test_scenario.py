@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from bench import scenario
-from bench.audit import AuditLog, count, outcome_of
 from bench.errors import UsageError
 
 
@@ -77,45 +76,6 @@ def test_bad_scenario_file_exit_2_before_anything_starts(tmp_path: Path) -> None
     assert done.returncode == 2 and "not valid TOML" in done.stderr
 
 
-def test_audit_counts_literal() -> None:
-    log = AuditLog()
-    log.produce(["a", "b", "c", "d"], "ok")
-    log.produce(["r1", "r2"], "rejected")
-    log.produce(["x1", "x2"], "ambiguous")
-    for task_id in ["a", "b", "b", "b", "c", "x1", "r2", "zz"]:
-        log.deliver(task_id)
-    assert count(log) == {
-        "enqueued_ok": 4,
-        "rejected": 2,
-        "ambiguous": 2,
-        "deliveries": 8,
-        "delivered_unique": 5,
-        "duplicates": 2,
-        "lost": 1,
-        "lost_ambiguous": 1,
-        "delivered_ambiguous": 1,
-        "delivered_after_reject": 1,
-        "delivered_unknown": 1,
-    }
-    assert [outcome_of(k) for k in (None, "oom", "timeout", "connection_refused", "not_replicated")] == [
-        "ok",
-        "rejected",
-        "ambiguous",
-        "rejected",
-        "ambiguous",
-    ]
-
-
-def test_audit_merge_and_save_roundtrip(tmp_path: Path) -> None:
-    worker = AuditLog()
-    worker.produce(["a"], "ok")
-    worker.deliver("a")
-    master = AuditLog()
-    master.merge(worker.drain())
-    master.save(tmp_path / "a.json.gz")
-    assert count(AuditLog.load(tmp_path / "a.json.gz"))["delivered_unique"] == 1
-
-
 def test_a_repeat_where_every_call_failed_still_counts() -> None:
     """A cell can fail completely (a tiny non-blocking pool starved by blocking dequeues):
     its errors, audit and effective config must still reach the cell result."""
@@ -132,3 +92,109 @@ def test_a_repeat_where_every_call_failed_still_counts() -> None:
     combined = combine_cell(cell, [failed])
     assert combined["errors"] == {"enqueue": {"pool_exhausted": 7}}
     assert combined["audit"]["rejected"] == 7 and combined["effective"]["queue"]["pool_size"] == 2
+
+
+TOML_PROBLEMS = [
+    ("params = 5", ["[params] must be a table of key = value, got an integer"]),
+    ('params = "fast"', ["[params] must be a table of key = value, got a string"]),
+    ("axes = [1]", ["[axes] must be a table of key = [value, …], got an array"]),
+    ("cells = [1, 2]", ["[[cells]] #1 must be a table", "[[cells]] #2 must be a table", "got an integer"]),
+    ("cells = {users = 2}", ["cells must be an array of tables ([[cells]] sections), got a table"]),
+    ("[axes]\nusers = 5", ["[axes] users must be a non-empty list of values, e.g. users = [a, b], got an integer"]),
+    ("[axes]\nusers = []", ["[axes] users must be a non-empty list", "got an empty array"]),
+    ("[axes]\nusers = [1, 'x', 0]", ["[axes] users[1] = 'x': expected int (1..10000), got a string", "users[2] = 0"]),
+    ("[params]\nduration = inf", ["[params] duration = inf: must be a finite number; valid is seconds > 0"]),
+    ("[params]\nwarmup = nan", ["[params] warmup = nan: must be a finite number; valid is seconds >= 0"]),
+    ("[params]\nrate = -inf", ["rate = -inf: must be a finite number"]),
+    ("[axes]\nduration = [5, inf]", ["[axes] duration[1] = inf: must be a finite number"]),
+    ("[params]\nduration = " + "9" * 400, ["[params] duration = 99999", "...: too large; valid is seconds > 0"]),
+    ("[params]\nusers = 2.5", ["[params] users = 2.5: expected int (1..10000), got a float"]),
+    ("[params]\nusers = true", ["users = True: expected int (1..10000), got a boolean"]),
+    ("[params]\npool_blocking = 1", ["pool_blocking = 1: expected bool (true or false), got an integer"]),
+    ("[params]\nduration = '10'", ["duration = '10': expected float (seconds > 0), got a string"]),
+    ("[params]\nbackend = ['cluster']", ["backend = ['cluster']: expected str (standalone or cluster), got an array"]),
+    ("[params]\npool_sise = 5", ["[params] unknown key 'pool_sise'; valid keys: backend", "did you mean 'pool_size'?"]),
+    ("[[cells]]\nlabel = 3\nusers = 2", ['[[cells]] #1 label must be a string, e.g. label = "small", got an integer']),
+    ("[[cells]]\nusers = 0", ["[[cells]] #1 users = 0: valid is 1..10000"]),
+    ("name = 5", ['name must be a string, e.g. name = "…", got an integer']),
+    ("description = ['a']", ["description must be a string", "got an array"]),
+    ("[params]\nstart = 2024-01-01", ["unknown key 'start'"]),
+    ("[params]\nduration = 1979-05-27", ["duration = datetime.date(1979, 5, 27): expected float", "got a date"]),
+]
+
+
+@pytest.mark.parametrize(("text", "needles"), TOML_PROBLEMS, ids=[t for t, _ in TOML_PROBLEMS])
+def test_invalid_toml_named_with_valid_form(text: str, needles: list[str]) -> None:
+    import tomllib
+
+    with pytest.raises(UsageError) as info:
+        scenario.parse(tomllib.loads(text), source="bad.toml")
+    message = str(info.value)
+    assert message.startswith("bad.toml: ")
+    for needle in needles:
+        assert needle in message, message
+
+
+def test_every_problem_is_listed_one_per_line() -> None:
+    import tomllib
+
+    text = "params = 5\ncells = [1]\n[axes]\nusers = 5\nduration = [inf]\n"
+    with pytest.raises(UsageError) as info:
+        scenario.parse(tomllib.loads(text), source="bad.toml")
+    first, *lines = str(info.value).splitlines()
+    assert first == "bad.toml: 4 problems:"
+    assert [line.split(" must ")[0].split(" = ")[0] for line in lines] == [
+        "  - [params]",
+        "  - [[cells]] #1",
+        "  - [axes] users",
+        "  - [axes] duration[0]",
+    ]
+
+
+def test_a_bad_value_does_not_cause_a_second_made_up_problem() -> None:
+    """duration invalid: no 'warmup must be shorter than duration' about the default standing in."""
+    with pytest.raises(UsageError) as info:
+        scenario.parse({"params": {"duration": "long", "warmup": 15, "fault_at": 12, "mixed_weight": "x"}})
+    message = str(info.value)
+    assert "duration = 'long'" in message and "mixed_weight = 'x'" in message
+    assert "must be shorter" not in message and "all user weights" not in message
+
+
+def test_a_params_mistake_is_one_line_naming_the_cells() -> None:
+    s = {"params": {"fault": "kill"}, "axes": {"users": [1, 2, 3, 4, 5]}}
+    with pytest.raises(UsageError) as info:
+        scenario.parse(s, source="x.toml")
+    assert str(info.value) == (
+        "x.toml: cells [users=1], [users=2], [users=3] and 2 more: fault = 'kill' needs backend = \"cluster\""
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "args", "needle"),
+    [
+        ("[params]\nduration = inf\n", [], "duration = inf: must be a finite number"),
+        ("params = 5\n", [], "[params] must be a table"),
+        ("cells = [1, 2]\n", [], "[[cells]] #1 must be a table"),
+        ("", ["--duration", "nan"], "--duration nan: must be a finite number"),
+        ("[params]\nduration = 1e999\n", [], "duration = inf: must be a finite number"),
+    ],
+)
+def test_bad_files_from_the_cli_no_traceback(text: str, args: list[str], needle: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "run", str(bad), *args, "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert needle in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_file_that_is_not_utf8(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b"name = '\xff\xfe'\n")
+    with pytest.raises(UsageError, match="not UTF-8 text"):
+        scenario.load(str(bad))

@@ -1,0 +1,100 @@
+"""Passwords stay secret: not in `ps`, not in Locust's web UI page, not in any file a run writes.
+Against a real requirepass server, so a redaction that does nothing fails here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import SERVER_PASSWORD
+
+from bench.secrets import redact_arg, redacted_argv
+from bench.servers import RedisServer, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCUST = [sys.executable, "-m", "locust", "-f", "locustfiles/queue.py"]
+
+
+def command_lines() -> list[str]:
+    """Every process's command line on this machine, as `ps` shows it."""
+    out = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            out.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue
+    return out
+
+
+def files_containing(folder: Path, needle: str) -> list[Path]:
+    hits = []
+    for path in folder.rglob("*"):
+        if path.is_file() and needle.encode() in path.read_bytes():
+            hits.append(path)
+    return hits
+
+
+@pytest.mark.parametrize(
+    ("arg", "shown"),
+    [
+        ("redis://:pw@127.0.0.1:6379/0", "redis://***@127.0.0.1:6379/0"),
+        ("--redis-url=redis://user:pw@h:1/0", "--redis-url=redis://***@h:1/0"),
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("--users", "--users"),
+        ("redis://:pw@h:notaport/0", "redis://***@h:notaport/0"),
+    ],
+)
+def test_redact_arg(arg: str, shown: str) -> None:
+    assert redact_arg(arg) == shown
+    assert redacted_argv(["locust", "--redis-url", arg]) == ["locust", "--redis-url", shown]
+
+
+def test_locust_web_ui_ps_and_results_never_show_the_password(password_server: RedisServer, tmp_path: Path) -> None:
+    url = f"redis://:{SERVER_PASSWORD}@127.0.0.1:{password_server.port}/0"
+    web_port = free_port(start=28600)
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [*LOCUST, "--web-host", "127.0.0.1"],
+        cwd=ROOT,
+        env={**os.environ, "TQB_REDIS_URL": url}
+        | {"LOCUST_WEB_PORT": str(web_port), "LOCUST_AUTOSTART": "true", "LOCUST_AUTOQUIT": "3"}
+        | {"LOCUST_USERS": "2", "LOCUST_SPAWN_RATE": "2", "LOCUST_RUN_TIME": "4s", "TQB_RESULTS_DIR": str(out)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # and a second Locust with the password on its command line, as a user might type it
+    typed = subprocess.Popen(
+        [*LOCUST, "--headless", "-u", "1", "-t", "4s", "--redis-url", url, "--results-dir", str(tmp_path / "typed")],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        page = ""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not page:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/", timeout=2) as response:
+                    page = response.read().decode()
+            except OSError:
+                time.sleep(0.2)
+        assert "redis_url" in page  # the option is on the page, only redacted
+        assert SERVER_PASSWORD not in page
+        time.sleep(1.0)  # both processes are running their load by now
+        assert not [c for c in command_lines() if SERVER_PASSWORD in c]
+        _, err = proc.communicate(timeout=60)
+        typed.wait(timeout=60)
+    finally:
+        for p in (proc, typed):
+            if p.poll() is None:
+                p.kill()
+    assert SERVER_PASSWORD not in err
+    summary = (out / "summary.json").read_text()
+    assert '"enqueue"' in summary  # it did connect with the password and ran
+    assert files_containing(tmp_path, SERVER_PASSWORD) == []
