@@ -41,7 +41,6 @@ from .stats import bucket_sub_ms
 log = logging.getLogger("taskqueue-bench")
 ERROR_BACKOFF_S = 0.005  # after a failed call, like a real client: no hot error loop during an outage
 REAPER_INTERVAL_S = 1.0
-CHECKPOINT_S = 30.0
 
 
 class OperationError(Exception):
@@ -406,12 +405,12 @@ def _reaper_loop() -> None:
 def _finalizer_loop() -> None:
     # Worker reports arrive every ~3 s, so seconds are closed 6 s after they end. A long run
     # rewrites its summary (marked incomplete) every checkpoint interval: a crash keeps its data.
-    next_checkpoint = time.time() + CHECKPOINT_S
+    next_checkpoint = time.time() + STATE.opts.checkpoint_interval
     while True:
         gevent.sleep(1.0)
         STATE.recorder.finalize(before=time.time() - 6)
         if time.time() >= next_checkpoint:
-            next_checkpoint += CHECKPOINT_S
+            next_checkpoint += STATE.opts.checkpoint_interval
             write_results(checkpoint=True)
 
 
@@ -544,7 +543,8 @@ def write_results(checkpoint: bool = False) -> Path | None:
     options = asdict(opts) | {"redis_url": redact_url(opts.redis_url) if opts.redis_url else ""}
     reason = f"stopped after {elapsed:.1f}s of --run-time {run_time}s"
     if checkpoint:
-        reason = f"in progress: checkpoint after {elapsed:.0f}s (rewritten every {CHECKPOINT_S:.0f}s until the end)"
+        every = opts.checkpoint_interval
+        reason = f"in progress: checkpoint after {elapsed:.0f}s (rewritten every {every:g}s until the end)"
     meta = {
         "kind": "load-run",
         "complete": complete,

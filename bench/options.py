@@ -74,6 +74,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("--warmup", float, 0.0, "seconds at the start excluded from statistics"),
     Option("--audit", _bool, False, "record every task id to count lost and duplicated tasks"),
     Option("--results-dir", str, "", "where to write µs results (default results/locust-<timestamp>)"),
+    Option("--checkpoint-interval", float, 30.0, "seconds between rewrites of summary.json during a run (soaks)"),
 )
 
 
@@ -118,6 +119,7 @@ class LoadOptions:
     warmup: float = 0.0
     audit: bool = False
     results_dir: str = ""
+    checkpoint_interval: float = 30.0
 
     @classmethod
     def from_namespace(cls, ns: Any) -> LoadOptions:
@@ -169,6 +171,8 @@ class LoadOptions:
             problems.append(f"--dequeue-timeout {self.dequeue_timeout}: use 0 .. <5 s (the socket timeout)")
         if not 0 <= self.sync_replicas <= 5:
             problems.append(f"--sync-replicas {self.sync_replicas}: use 0..5")
+        if not self.checkpoint_interval > 0:
+            problems.append(f"--checkpoint-interval {self.checkpoint_interval}: must be > 0 seconds")
         if self.warmup < 0:
             problems.append(f"--warmup {self.warmup}: must be >= 0")
         if problems:
