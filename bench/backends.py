@@ -6,12 +6,13 @@ commands, and the read-back of the effective server configuration recorded with 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,15 @@ from typing import Any
 import redis
 
 from .errors import UsageError
-from .servers import LOOPBACK, RedisServer, find_cli_bin, find_server_bin, pid_is_redis
+from .servers import (
+    LOOPBACK,
+    RedisServer,
+    _die_with_parent,
+    check_port_free,
+    find_cli_bin,
+    find_server_bin,
+    pid_is_redis,
+)
 from .topology import ClusterNodeInfo, parse_cluster_nodes
 
 HASH_SLOTS = 16384
@@ -124,7 +133,8 @@ class ClusterBackend:
             str(self.replicas),
             "--cluster-yes",
         ]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        # redis-cli dies with us too: an orphan would keep talking to the nodes until its timeout.
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, preexec_fn=_die_with_parent)
         if done.returncode != 0 or "[OK] All 16384 slots covered" not in done.stdout:
             raise UsageError(f"cluster create failed: {(done.stdout + done.stderr).strip().splitlines()[-3:]}")
         self.wait_healthy(timeout)
@@ -249,14 +259,19 @@ class BackendSpec:
 
 
 def start_backend(spec: BackendSpec) -> Backend:
+    """Start the servers ``spec`` asks for. If that fails (or is interrupted), every server it
+    started is stopped and every folder it created is removed before the error propagates."""
     if spec.kind not in {"standalone", "cluster"}:
         raise UsageError(f"unknown backend {spec.kind!r}: valid are standalone, cluster")
     server_bin = find_server_bin(spec.server_bin)
     config = memory_config(spec.maxmemory, spec.maxmemory_policy) | spec.extra_config
     root = spec.state_dir / spec.kind
+    parents = [d for d in (root, spec.state_dir) if not d.exists()]  # ours to remove if the start fails
     if spec.kind == "standalone":
         server = RedisServer(server_bin, spec.port, root / str(spec.port), config, owned=spec.owned)
-        _start_all([server])
+        new = [] if server.data_dir.exists() else [server.data_dir]  # an existing one may be a live server's
+        with _removed_on_failure(new, parents):
+            _start_all([server])
         return StandaloneBackend(server)
     if spec.masters < 3:
         raise UsageError(f"--masters {spec.masters}: a Redis Cluster needs at least 3 masters")
@@ -275,16 +290,35 @@ def start_backend(spec: BackendSpec) -> Backend:
         RedisServer(server_bin, port, root / str(port), config, owned=spec.owned)
         for port in range(spec.port, spec.port + count)
     ]
+    for server in servers:  # ports first: the folders below may belong to a live (unrecorded) server
+        check_port_free(server.port)
+        check_port_free(server.port + 10000, "cluster bus port")
     for server in servers:  # a stale nodes.conf would make a fresh node think it is in an old cluster
         shutil.rmtree(server.data_dir, ignore_errors=True)
-    _start_all(servers)
     backend = ClusterBackend(servers, spec.masters, spec.replicas, spec.node_timeout_ms, cli_bin=cli_bin)
-    try:
-        backend.create()
-    except BaseException:
-        backend.stop()
-        raise
+    with _removed_on_failure([s.data_dir for s in servers], parents):
+        _start_all(servers)
+        try:
+            backend.create()
+        except BaseException:
+            backend.stop()
+            raise
     return backend
+
+
+@contextlib.contextmanager
+def _removed_on_failure(data_dirs: list[Path], parents: list[Path]) -> Iterator[None]:
+    """On any exception: delete ``data_dirs``, then ``parents`` if they are empty (the state
+    folder may hold the other kind's backend), and re-raise."""
+    try:
+        yield
+    except BaseException:
+        for folder in data_dirs:
+            shutil.rmtree(folder, ignore_errors=True)
+        for folder in parents:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 
 def _start_all(servers: list[RedisServer]) -> None:
@@ -307,10 +341,17 @@ def _state_file(state_dir: Path) -> Path:
 
 
 def load_state(state_dir: Path) -> dict[str, Any]:
+    """The state file's entries; {} when there is none or it is unreadable (see :func:`down`)."""
     try:
-        return dict(json.loads(_state_file(state_dir).read_text()))
+        state = json.loads(_state_file(state_dir).read_text())
     except (OSError, ValueError):
         return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _state_unreadable(state_dir: Path) -> bool:
+    path = _state_file(state_dir)
+    return path.exists() and not load_state(state_dir)
 
 
 def save_backend(state_dir: Path, backend: Backend, server_bin: str) -> None:
@@ -323,37 +364,66 @@ def save_backend(state_dir: Path, backend: Backend, server_bin: str) -> None:
         entry |= {"masters": backend.masters, "replicas": backend.replicas, "node_timeout_ms": backend.node_timeout_ms}
     state[backend.kind] = entry
     state_dir.mkdir(parents=True, exist_ok=True)
-    _state_file(state_dir).write_text(json.dumps(state, indent=2))
+    # Atomic: a crash or a kill mid-write leaves the old file or the new one, never half of one.
+    tmp = state_dir / f"state.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, _state_file(state_dir))
 
 
 def attach(state_dir: Path, kind: str) -> Backend | None:
-    """The running backend ``bench up`` recorded, or None."""
+    """The running backend ``bench up`` recorded, or None (also when its entry is malformed)."""
     entry = load_state(state_dir).get(kind)
     if not entry:
         return None
-    servers = [
-        RedisServer(entry["server_bin"], s["port"], Path(s["dir"]), owned=False, pid=s["pid"]) for s in entry["servers"]
-    ]
-    if kind == "standalone":
-        return StandaloneBackend(servers[0])
-    return ClusterBackend(servers, entry["masters"], entry["replicas"], entry["node_timeout_ms"])
+    try:
+        servers = [
+            RedisServer(entry["server_bin"], int(s["port"]), Path(s["dir"]), owned=False, pid=s["pid"])
+            for s in entry["servers"]
+        ]
+        if kind == "standalone":
+            return StandaloneBackend(servers[0])
+        return ClusterBackend(servers, entry["masters"], entry["replicas"], entry["node_timeout_ms"])
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
 
 
 def down(state_dir: Path) -> list[str]:
-    """Stop every server the state folder records (only if the pid is still that server) and
-    delete their data. Idempotent. Returns what was stopped."""
+    """Stop every server ``bench up`` started in the state folder and delete their data.
+    Idempotent. Servers are found through the state file and through the ``server.pid`` file in
+    each data folder (``KIND/PORT/server.pid``), so a corrupt or missing state file (e.g. a
+    ``bench up`` killed before writing it) still finds them. A pid is signalled only if it is
+    still a redis/valkey server on that port. Returns what was stopped, and how it was found."""
+    unreadable = _state_unreadable(state_dir)
     stopped = []
     for kind in ("standalone", "cluster"):
+        found: dict[int, tuple[int, str]] = {}  # pid -> (port, how it was found)
         backend = attach(state_dir, kind)
-        if backend is None:
-            continue
-        for server in backend.servers:
-            if server.pid is not None and pid_is_redis(server.pid, server.port):
-                server.stop()
-                stopped.append(f"{kind} {server.address} (pid {server.pid})")
+        for server in backend.servers if backend is not None else []:
+            if server.pid is not None:
+                found[server.pid] = (server.port, "")
+        how = ", found by its pid file: state.json unreadable" if unreadable else ", found by its pid file"
+        for pid, port in _pid_files(state_dir / kind):
+            found.setdefault(pid, (port, how))
+        for pid, (port, note) in found.items():
+            if pid_is_redis(pid, port):
+                RedisServer("", port, state_dir / kind / str(port), owned=False, pid=pid).stop()
+                stopped.append(f"{kind} {LOOPBACK}:{port} (pid {pid}{note})")
         shutil.rmtree(state_dir / kind, ignore_errors=True)
     _state_file(state_dir).unlink(missing_ok=True)
+    for tmp in state_dir.glob("state.json.*.tmp"):  # left by a writer killed mid-write
+        tmp.unlink(missing_ok=True)
     return stopped
+
+
+def _pid_files(kind_dir: Path) -> list[tuple[int, int]]:
+    """(pid, port) from each ``PORT/server.pid`` under ``kind_dir`` that parses."""
+    found = []
+    for pid_file in sorted(kind_dir.glob("*/server.pid")):
+        try:
+            found.append((int(pid_file.read_text().strip()), int(pid_file.parent.name)))
+        except (OSError, ValueError):
+            continue
+    return found
 
 
 def effective_of(connection: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 from .backends import BackendSpec, start_backend
 from .errors import UsageError
 from .runner import headless_locust
-from .servers import free_port
+from .servers import _die_with_parent, free_port
 
 
 def redis_benchmark(port: int, requests: int = 200_000) -> float:
@@ -34,6 +34,7 @@ def redis_benchmark(port: int, requests: int = 200_000) -> float:
         capture_output=True,
         text=True,
         timeout=300,
+        preexec_fn=_die_with_parent,  # not left running if the harness is killed
     ).stdout
     match = re.search(r"LPUSH: ([\d.]+) requests per second", out.replace(",", ""))
     if not match:
@@ -60,7 +61,7 @@ def locust_rate(url: str, user: str, users: int, seconds: int, work: Path) -> fl
         "--loglevel",
         "WARNING",
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120, preexec_fn=_die_with_parent)
     if done.returncode != 0:
         raise RuntimeError(f"locust failed: {done.stderr[-500:]}")
     ops = json.loads((out / "summary.json").read_text())["ops"]

@@ -4,13 +4,17 @@ Each cell (and each repeat) is one headless run of ``locustfiles/queue.py`` in a
 load engine is Locust, never a second generator. Around it this module prepares the backend
 (embedded: started, reconfigured and flushed by the suite; external: only with --allow-flush),
 injects the cell's fault, samples server INFO every second, drains the queue afterwards, and
-counts every task. Ctrl-C or a crash: results so far are written, marked incomplete, and the
-embedded servers are stopped.
+counts every task. Ctrl-C, SIGTERM or a crash: results so far (the interrupted cell's too) are
+written, marked incomplete, and Locust and the embedded servers are stopped. Every child process
+gets PR_SET_PDEATHSIG, so even a SIGKILL of the harness leaves no process behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -36,11 +40,43 @@ from .options import LoadOptions
 from .progress import CellProgress
 from .results import environment_info
 from .scenario import Cell, Scenario
-from .servers import free_port
+from .servers import _die_with_parent, free_port
 from .stats import combine_repeats
 
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "locustfiles" / "queue.py"
 STOP_TIMEOUT_S = 5  # Locust lets users finish their current task (a consumer acks what it holds)
+LOCUST_STOP_GRACE_S = 30  # after SIGTERM, Locust writes its partial results; then its group is killed
+RESTORE_TIMEOUT_S = 60.0  # after a fault: the cluster healthy again (faults.restore)
+INTERRUPTED_DRAIN_S = 5  # an interrupted cell's drain: enough for its audit, short enough to stop soon
+
+# ``python -m locust``, except that the workers ``--processes`` forks get PR_SET_PDEATHSIG too: the
+# kernel clears it on fork, and a worker whose master died keeps running (Locust's master heartbeat
+# timeout is 60 s). A child whose parent died before the prctl exits at once.
+LOCUST_MAIN = """\
+import os, runpy
+from bench.servers import _die_with_parent
+parent = [0]
+def _before_fork():
+    parent[0] = os.getpid()
+def _in_child():
+    _die_with_parent()
+    if os.getppid() != parent[0]:
+        os._exit(1)
+os.register_at_fork(before=_before_fork, after_in_child=_in_child)
+runpy.run_module("locust", run_name="__main__", alter_sys=True)
+"""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (results so far written, marked incomplete; Locust and the
+    servers stopped), but ``bench`` exits 143 (128 + SIGTERM) instead of 130."""
+
+    exit_code = 143
+    reason = "terminated (SIGTERM)"
+
+
+def interruption_reason(exc: BaseException) -> str:
+    return exc.reason if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
 
 
 @dataclass
@@ -52,6 +88,7 @@ class External:
     allow_flush: bool = False
     allow_failover: bool = False  # graceful CLUSTER FAILOVER kinds on an external cluster
     docker: bool = False  # the docker-compose cluster: every fault kind, through the containers
+    containers: dict[str, Any] | None = None  # --docker: image, compose file, Compose (docker.describe)
 
     @property
     def kind(self) -> str:
@@ -70,12 +107,15 @@ class Runner:
         server_bin: str | None = None,
         external: External | None = None,
         console: Console | None = None,
+        keep: bool = False,
     ) -> None:
         self.scenario, self.out, self.server_bin, self.external = scenario, out, server_bin, external
         self.console = console or Console()
-        self.state_dir = Path(tempfile.mkdtemp(prefix="bench-run-"))
+        self.keep = keep  # keep the temporary folder (embedded servers' data and logs) for debugging
+        self.state_dir: Path | None = None  # bench-run-*: made with the first embedded backend
         self.embedded: dict[str, backends.Backend] = {}
         self.summary: dict[str, Any] = {}
+        self.interrupted: KeyboardInterrupt | None = None  # Ctrl-C or Terminated, once seen
 
     # -- whole run ------------------------------------------------------------------------------
 
@@ -115,7 +155,8 @@ class Runner:
             "complete": False,
             "started_at": datetime.now(UTC).isoformat(),
             "environment": environment_info(),
-            "backend_source": "external" if self.external else "embedded",
+            "backend_source": ("docker" if self.external.docker else "external") if self.external else "embedded",
+            **({"containers": self.external.containers} if self.external and self.external.containers else {}),
             "cells": [],
         }
         self._write_summary()
@@ -127,19 +168,33 @@ class Runner:
                     result = self.run_cell(i, cell, progress)
                     self.summary["cells"].append(result)
                     self._write_summary()
+                    if self.interrupted is not None:  # the interrupted cell is kept (incomplete)
+                        raise self.interrupted
             self.summary["complete"] = all(c["complete"] for c in self.summary["cells"])
-        except KeyboardInterrupt:
-            self.summary["incomplete_reason"] = "interrupted (Ctrl-C)"
-            self.console.print("[yellow]interrupted: writing what was measured so far[/]")
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (Terminated)
+            self.interrupted = exc
+            self.summary["incomplete_reason"] = interruption_reason(exc)
+            self.console.print(f"[yellow]{interruption_reason(exc)}: writing what was measured so far[/]")
         except Exception as exc:
             self.summary["incomplete_reason"] = f"crashed: {type(exc).__name__}: {exc}"
             raise
         finally:
             self.summary["finished_at"] = datetime.now(UTC).isoformat()
             self._write_summary()
-            for backend in self.embedded.values():
-                backend.stop()
+            try:
+                for backend in self.embedded.values():
+                    backend.stop()
+            finally:
+                self._remove_state_dir()
         return self.out
+
+    def _remove_state_dir(self) -> None:
+        if self.state_dir is None:
+            return
+        if self.keep:
+            self.console.print(f"kept the run's temporary folder (server data and logs): {self.state_dir}")
+        else:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def _write_summary(self) -> None:
         tmp = self.out / "summary.json.tmp"
@@ -170,7 +225,9 @@ class Runner:
         key = f"{kind}:{server_bin or ''}"
         if key not in self.embedded:
             span = 6 if kind == "cluster" else 1
-            port = free_port(span=span, start=31000 if kind == "cluster" else 30000, bus_offset=10000)
+            port = free_port(span=span, start=20000 if kind == "cluster" else 21000, bus_offset=10000)
+            if self.state_dir is None:
+                self.state_dir = Path(tempfile.mkdtemp(prefix="bench-run-"))
             self.console.print(f"starting embedded {kind} ({server_bin or 'default server'}) on 127.0.0.1:{port} …")
             spec = backends.BackendSpec(
                 kind=kind,
@@ -181,6 +238,7 @@ class Runner:
             )
             self.embedded[key] = backends.start_backend(spec)
             self.summary.setdefault("embedded_servers", {})[key] = [s.address for s in self.embedded[key].servers]
+            self._write_summary()  # on disk at once: which servers to look for, even after a SIGKILL
         return self.embedded[key]
 
     def prepare(self, backend: backends.Backend | External, params: dict[str, Any]) -> None:
@@ -225,13 +283,13 @@ class Runner:
         if sampler:
             sampler.start()
         injector = None
-        with open(rep_dir / "locust.log", "w") as log:
-            proc = subprocess.Popen(
-                locust_command(params, connection, queue_name, rep_dir), stdout=subprocess.DEVNULL, stderr=log
-            )
+        proc: subprocess.Popen[bytes] | None = None
         label = f"{cell.id}" + (f" (repeat {r + 1}/{params['repeat']})" if params["repeat"] > 1 else "")
-        interrupted = False
+        ran_to_end = False
         try:
+            with open(rep_dir / "locust.log", "w") as log:
+                opts = cell_load_options(params, connection, queue_name, rep_dir)
+                proc = start_locust(locust_command(params, opts, rep_dir), log, env={**os.environ, **opts.as_env()})
             started = _wait_for_start(proc, rep_dir)
             if params["fault"] != "none" and isinstance(backend, backends.ClusterBackend):
                 fault_at = params["fault_at"] or params["duration"] / 3
@@ -240,22 +298,32 @@ class Runner:
                 )
                 injector.start()
             progress.track(index, label, proc, rep_dir / "locust_stats_history.csv", params["duration"])
-        except KeyboardInterrupt:
-            interrupted = True
-            proc.send_signal(signal.SIGINT)  # Locust writes its partial, incomplete results
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            ran_to_end = True
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: this repeat is collected, then the run stops
+            self.interrupted = exc
         finally:
-            if proc.poll() is None:
-                proc.wait(timeout=max(60, params["duration"] + 60))
-            if sampler:
-                sampler.stop()
-        events = faults.restore(backend, injector) if isinstance(backend, backends.ClusterBackend) else None
-        result = self.collect(cell, rep_dir, connection, queue_name, sampler, events, proc.returncode)
-        if interrupted:
-            raise KeyboardInterrupt
+            try:
+                if proc is not None:  # interrupted or crashed: stopped, Locust writes its partial results
+                    end_locust(proc, stop=not ran_to_end)
+            finally:
+                if sampler:
+                    sampler.stop()
+        if proc is None:  # interrupted before Locust started: nothing was measured
+            raise self.interrupted or KeyboardInterrupt
+        # Interrupted on embedded servers: they are stopped next, so no wait for the cluster to heal
+        # (a docker or external cluster is still brought back).
+        heal_s = 0.0 if self.interrupted is not None and self.external is None else RESTORE_TIMEOUT_S
+        try:
+            events = faults.restore(backend, injector, heal_s) if isinstance(backend, backends.ClusterBackend) else None
+            result = self.collect(cell, rep_dir, connection, queue_name, sampler, events, proc.returncode)
+        except KeyboardInterrupt as exc:  # during the restore or the drain: keep what Locust measured
+            self.interrupted = self.interrupted or exc
+            if injector is not None:
+                injector.cancel()
+            result = _load_only(rep_dir, proc.returncode)
+        if self.interrupted is not None:
+            result["complete"] = False
+            result["incomplete_reason"] = interruption_reason(self.interrupted)
         return result
 
     def _raise_usage_error(self, rep_dir: Path, returncode: int | None) -> None:
@@ -275,6 +343,8 @@ class Runner:
         returncode: int | None,
     ) -> dict[str, Any]:
         params = cell.params
+        if self.interrupted is not None:  # stop soon: a short drain, enough to audit what was sent
+            params = {**params, "drain_timeout": min(params["drain_timeout"], INTERRUPTED_DRAIN_S)}
         try:
             load = json.loads((rep_dir / "summary.json").read_text())
         except (OSError, ValueError):
@@ -324,6 +394,56 @@ class Runner:
         return result
 
 
+def _load_only(rep_dir: Path, returncode: int | None) -> dict[str, Any]:
+    """An interrupted repeat's result from Locust's own summary alone (no drain, no audit)."""
+    try:
+        load = json.loads((rep_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {"complete": False, "incomplete_reason": f"locust wrote no results (exit {returncode})"}
+    return {
+        "complete": False,
+        "ops": load.get("ops", {}),
+        "errors": load.get("errors", {}),
+        "effective": load.get("effective", {}),
+        "audit": {},
+        "drain": None,
+        "counters": load.get("counters", {}),
+        "server": {},
+    }
+
+
+def start_locust(cmd: list[str], log: IO[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Locust in its own session and process group: a terminal's Ctrl-C reaches only the harness,
+    which stops Locust itself (:func:`end_locust`). PR_SET_PDEATHSIG: the kernel kills it if the
+    harness dies, even by SIGKILL (and its workers, see ``LOCUST_MAIN``)."""
+    return subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        env=env,
+        preexec_fn=_die_with_parent,
+        start_new_session=True,
+    )
+
+
+def end_locust(proc: subprocess.Popen[bytes], *, stop: bool, grace: float = LOCUST_STOP_GRACE_S) -> None:
+    """Wait for Locust to exit, first sending SIGTERM when ``stop``, SIGKILL after ``grace`` s; then
+    SIGKILL whatever is left of its process group (a ``--processes`` worker outlives a master that
+    crashed). SIGTERM, not SIGINT: Locust shuts down in order on it and writes its partial results,
+    while a SIGINT is a KeyboardInterrupt in whichever greenlet runs (in a ``--processes`` master,
+    often the one merging the workers' reports, which then dies and loses them)."""
+    try:
+        if stop and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the group outlives its leader while members remain
+        proc.wait()
+
+
 def _usage_line(rep_dir: Path) -> str | None:
     try:
         lines = (rep_dir / "locust.log").read_text(errors="replace").splitlines()
@@ -336,8 +456,8 @@ def headless_locust(users: int, spawn_rate: float, seconds: float) -> list[str]:
     """The start of every headless Locust run of the suite's locustfile."""
     return [
         sys.executable,
-        "-m",
-        "locust",
+        "-c",
+        LOCUST_MAIN,  # python -m locust, whose --processes workers die with it too
         "-f",
         str(LOCUSTFILE),
         "--headless",
@@ -350,8 +470,11 @@ def headless_locust(users: int, spawn_rate: float, seconds: float) -> list[str]:
     ]
 
 
-def locust_command(params: dict[str, Any], connection: dict[str, Any], queue_name: str, rep_dir: Path) -> list[str]:
-    opts = LoadOptions(
+def cell_load_options(
+    params: dict[str, Any], connection: dict[str, Any], queue_name: str, rep_dir: Path
+) -> LoadOptions:
+    """The cell's load as Locust options (validated)."""
+    return LoadOptions(
         redis_url=connection.get("redis_url", ""),
         cluster_nodes=connection.get("cluster_nodes", ""),
         queue_name=queue_name,
@@ -373,6 +496,11 @@ def locust_command(params: dict[str, Any], connection: dict[str, Any], queue_nam
         audit=True,
         results_dir=str(rep_dir),
     ).validated()
+
+
+def locust_command(params: dict[str, Any], opts: LoadOptions, rep_dir: Path) -> list[str]:
+    """The headless Locust command line of a cell; secret options (a password in the URL) are
+    not on it: pass ``opts.as_env()`` as the child's environment."""
     users = params["users"]
     cmd = [
         *headless_locust(users, params["spawn_rate"] or users, params["duration"]),

@@ -166,18 +166,21 @@ def test_interrupted_run_writes_incomplete_summary_and_stops_servers(tmp_path: P
     )
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # wait until the first cell is under load
-            if list(out.glob("cells/*/repeat-1/locust_stats_history.csv")):
+        while time.monotonic() < deadline:  # the first cell under load: 2 stats rows after Locust's first
+            history = list(out.glob("cells/*/repeat-1/locust_stats_history.csv"))
+            if history and len(history[0].read_text().splitlines()) >= 4:
                 break
-            time.sleep(0.2)
-        time.sleep(1.5)
+            time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
+    assert proc.returncode == 130
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["complete"] is False and "interrupted" in summary["incomplete_reason"]
+    assert summary["complete"] is False and summary["incomplete_reason"] == "interrupted (Ctrl-C)"
+    (cell,) = summary["cells"]  # the interrupted first cell is kept, with what Locust measured
+    assert cell["complete"] is False and cell["ops"]
     assert_no_servers_left(summary)
 
 

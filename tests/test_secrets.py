@@ -98,3 +98,40 @@ def test_locust_web_ui_ps_and_results_never_show_the_password(password_server: R
     summary = (out / "summary.json").read_text()
     assert '"enqueue"' in summary  # it did connect with the password and ran
     assert files_containing(tmp_path, SERVER_PASSWORD) == []
+
+
+def test_bench_run_on_a_password_server_keeps_it_out_of_ps_and_results(
+    password_server: RedisServer, tmp_path: Path
+) -> None:
+    url = f"redis://:{SERVER_PASSWORD}@127.0.0.1:{password_server.port}/0"
+    scenario = tmp_path / "one.toml"
+    scenario.write_text('name = "one"\n[params]\nbackend = "standalone"\nduration = 3\nwarmup = 0\nusers = 2\n')
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", "run", str(scenario), "--redis-url", url, "--allow-flush", "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        seen_locust = False
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if not (out / "summary.json").exists():  # until Python has started and run bench's first line
+                time.sleep(0.05)
+                continue
+            lines = command_lines()
+            assert not [c for c in lines if SERVER_PASSWORD in c]  # bench itself and its Locust child
+            seen_locust = seen_locust or any("locustfiles/queue.py" in c and str(out) in c for c in lines)
+            time.sleep(0.3)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr[-2000:]
+    assert seen_locust  # the check above ran while the load was on
+    assert SERVER_PASSWORD not in stdout + stderr
+    summary = (out / "summary.json").read_text()
+    assert '"complete": true' in summary and f"127.0.0.1:{password_server.port}" in summary
+    assert files_containing(out, SERVER_PASSWORD) == []
