@@ -70,9 +70,13 @@ def locust_rate(url: str, user: str, users: int, seconds: int, work: Path) -> fl
 
 def harness_cost_us(n: int = 20_000) -> dict[str, float]:
     """µs per operation of the harness parts: two perf_counter calls, one HDR record, one Locust
-    request event with Locust's own stats listening (as in a real run)."""
+    request event with Locust's own stats listening (as in a real run); and, apart, the task
+    audit's cost per task (its enqueue outcome plus its delivery, bulk conversion included)."""
     from locust.env import Environment
 
+    from taskqueue.codec import IdFactory
+
+    from .audit import AuditLog, count
     from .metrics import Recorder
 
     env = Environment(events=None)
@@ -90,7 +94,22 @@ def harness_cost_us(n: int = 20_000) -> dict[str, float]:
     for _ in range(n):
         fire(request_type="queue", name="op", response_time=0.2, response_length=100, exception=None, context={})
     t3 = time.perf_counter()
-    return {"timer": (t1 - t0) / n * 1e6, "hdr_record": (t2 - t1) / n * 1e6, "locust_event": (t3 - t2) / n * 1e6}
+    new_id = IdFactory()
+    ids = [new_id() for _ in range(n)]
+    audit = AuditLog()
+    t4 = time.perf_counter()
+    for task_id in ids:
+        audit.produce([task_id], "ok")
+    for task_id in ids:
+        audit.deliver(task_id)
+    count(audit)  # converts what is still buffered
+    t5 = time.perf_counter()
+    return {
+        "timer": (t1 - t0) / n * 1e6,
+        "hdr_record": (t2 - t1) / n * 1e6,
+        "locust_event": (t3 - t2) / n * 1e6,
+        "audit_per_task": (t5 - t4) / n * 1e6,
+    }
 
 
 def measure(users: int = 20, seconds: int = 8, repeats: int = 3, server_bin: str | None = None) -> dict[str, Any]:
