@@ -8,7 +8,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench lint clean redis
+.PHONY: demo test bench lint clean redis notebook
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { echo "python venv failed: on Debian run 'apt-get install -y python3-venv'"; exit 2; }
@@ -27,6 +27,12 @@ test: $(STAMP) redis
 
 bench: $(STAMP) redis
 	$(BIN)/pytest --benchmark-only
+
+# JupyterLab on notebooks/explore-run.ipynb. It opens RUN (make notebook RUN=results/<run>), else the newest
+# run under results/, else the committed sample, and says which in its first output. JUPYTER_ARGS=--no-browser on a server.
+notebook: $(STAMP)
+	$(if $(RUN),BENCH_RUN_DIR=$(abspath $(RUN))) $(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) \
+		$(JUPYTER_ARGS) notebooks/explore-run.ipynb
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy taskqueue bench locustfiles

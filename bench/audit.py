@@ -232,6 +232,14 @@ class AuditLog:
             log.merge(json.load(fh))
         return log
 
+    def lost_ids(self) -> tuple[dict[str, BitMap], set[str]]:
+        """Enqueued ok, never delivered: counters per prefix, and ids of other forms. Lost only
+        after a drain that emptied the queue (before, they may still be queued)."""
+        self._flush()
+        lost = {prefix: p.ok - p.delivered for prefix, p in self.prefixes.items()}
+        other = set(self.other_produced["ok"]) - set(self.other_deliveries)
+        return {prefix: bm for prefix, bm in lost.items() if bm}, other
+
     def memory_bytes(self) -> int:
         """Bytes held by the bitmaps' containers and the side tables (the soak memory check)."""
         self._flush()

@@ -256,6 +256,10 @@ class BackendSpec:
     state_dir: Path = field(default_factory=default_state_dir)
     owned: bool = True
     extra_config: dict[str, str] = field(default_factory=dict)
+    # Cluster only: each node on its own loopback address (127.0.0.2, 127.0.0.3, …) instead of all on
+    # 127.0.0.1, so network faults can cut one node's links by address. Only inside a private network
+    # namespace (bench.netns): the nodes then run with protected mode off.
+    node_addresses: bool = False
 
 
 def start_backend(spec: BackendSpec) -> Backend:
@@ -286,13 +290,24 @@ def start_backend(spec: BackendSpec) -> Backend:
         "cluster-config-file": "nodes.conf",
         "cluster-node-timeout": str(spec.node_timeout_ms),
     }
+    if spec.node_addresses:
+        from .netns import node_host, require_private_netns
+
+        require_private_netns("nodes on their own addresses with protected mode off")
     servers = [
-        RedisServer(server_bin, port, root / str(port), config, owned=spec.owned)
-        for port in range(spec.port, spec.port + count)
+        RedisServer(
+            server_bin,
+            port,
+            root / str(port),
+            config,
+            owned=spec.owned,
+            host=node_host(i) if spec.node_addresses else LOOPBACK,
+        )
+        for i, port in enumerate(range(spec.port, spec.port + count))
     ]
     for server in servers:  # ports first: the folders below may belong to a live (unrecorded) server
-        check_port_free(server.port)
-        check_port_free(server.port + 10000, "cluster bus port")
+        check_port_free(server.port, host=server.host)
+        check_port_free(server.port + 10000, "cluster bus port", host=server.host)
     for server in servers:  # a stale nodes.conf would make a fresh node think it is in an old cluster
         shutil.rmtree(server.data_dir, ignore_errors=True)
     backend = ClusterBackend(servers, spec.masters, spec.replicas, spec.node_timeout_ms, cli_bin=cli_bin)

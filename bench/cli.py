@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -25,6 +27,50 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 def _add_server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server-bin", help="redis-server/valkey-server binary (default: $REDIS_SERVER_BIN, PATH)")
     p.add_argument("--state-dir", type=Path, default=None, help="where pids, logs and data live (default .bench/)")
+
+
+def _add_capacity_parser(sub: Any) -> None:
+    cap = sub.add_parser(
+        "capacity", help="the highest open-loop rate a configuration sustains at an SLO (rate search per cell)"
+    )
+    cap.add_argument("scenario", nargs="?", metavar="NAME|FILE.toml", help="search each cell of a scenario")
+    cap.add_argument("--backend", choices=("standalone", "cluster"), help="one configuration (default standalone)")
+    cap.add_argument("--pool-size", type=int, help="connection pool per process (per node on a cluster)")
+    cap.add_argument("--processes", type=int, help="Locust --processes (load processes on this machine)")
+    cap.add_argument("--users", type=int, help="Locust users (half producers, half consumers; default 20)")
+    cap.add_argument("--engine", choices=("list", "stream"))
+    cap.add_argument("--partitions", type=int)
+    cap.add_argument("--payload-bytes", type=int)
+    cap.add_argument(
+        "--slo", action="append", metavar="PCT=LIMIT", help="e.g. p99=5ms (repeatable; p50, p90, p99, p99.9, p99.99)"
+    )
+    cap.add_argument("--max-error-rate", type=float, help="failed share of operations a step may have (default 0)")
+    cap.add_argument(
+        "--max-backlog-growth", type=float, help="queue depth growth per s, as a share of the rate (default 0.02)"
+    )
+    cap.add_argument("--start-rate", type=float, help="first offered rate, tasks/s (default 500)")
+    cap.add_argument("--max-rate", type=float, help="stop searching up here (default 1,000,000)")
+    cap.add_argument("--min-rate", type=float, help="stop searching down here (default start rate / 16)")
+    cap.add_argument("--factor", type=float, help="geometric step up (default 2)")
+    cap.add_argument("--resolution", type=float, help="bisect until pass and fail are this close (default 0.05)")
+    cap.add_argument("--step-duration", type=float, help="measured seconds per step (default 10)")
+    cap.add_argument("--warmup", type=float, help="seconds before each step's measurement (default 2)")
+    cap.add_argument("--max-steps", type=int, help="steps per configuration at most (default 30)")
+    cap.add_argument("--no-confirm", action="store_true", help="do not re-run the capacity step to confirm it")
+    cap.add_argument("--out", type=Path, help="results folder (default results/<timestamp>-capacity-<name>)")
+    cap.add_argument("--no-charts", action="store_true", help="skip the chart and report at the end")
+    cap.add_argument("--redis-url", help="your own standalone server (needs --allow-flush)")
+    cap.add_argument("--cluster-nodes", help="your own cluster (needs --allow-flush)")
+    cap.add_argument("--allow-flush", action="store_true", help="allow FLUSHALL and CONFIG SET before every step")
+    cap.add_argument(
+        "--expect-workers",
+        type=int,
+        help="each step's Locust is a master waiting for N workers (`locust -f locustfiles/queue.py --worker "
+        "--master-host THIS_HOST`, restarted after each step); replaces --processes",
+    )
+    cap.add_argument("--master-bind-host", default="*", help="with --expect-workers (default all interfaces)")
+    cap.add_argument("--master-bind-port", type=int, default=5557, help="with --expect-workers (default 5557)")
+    _add_server_options(cap)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     scen = sub.add_parser("scenarios", help="list the built-in scenarios")
     scen.add_argument("--show", metavar="NAME", help="print one scenario file (copy it to make your own)")
+    sub.add_parser("options", help="the options of `locust -f locustfiles/queue.py` (its --help cannot list them)")
 
     run = sub.add_parser("run", help="run a scenario matrix (built-in NAME or FILE.toml)")
     run.add_argument("scenario", metavar="NAME|FILE.toml")
@@ -79,7 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="run on the docker-compose cluster (started if needed); faults go through the containers",
     )
     run.add_argument("--no-charts", action="store_true", help="skip charts and report at the end")
+    run.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the run's temporary folder (embedded servers' data and logs) for debugging; its path is printed",
+    )
     _add_server_options(run)
+
+    _add_capacity_parser(sub)
 
     plot = sub.add_parser("plot", help="charts (PNG + SVG) from one or more run folders")
     plot.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
@@ -87,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", type=Path, help="charts folder (default: FIRST_RUN/charts)")
     plot.add_argument(
         "--benchmarks",
-        type=Path,
-        help="pytest-benchmark JSON for the micro-benchmark chart (default: the newest under results/benchmarks)",
+        metavar="FILE|latest",
+        help="also chart pytest-benchmark results: a JSON file, or 'latest' (newest under results/benchmarks)",
     )
     report = sub.add_parser("report", help="report.md and self-contained report.html for a run folder")
     report.add_argument("run", type=Path, metavar="RUN_DIR")
@@ -178,7 +232,9 @@ def cmd_down(args: argparse.Namespace) -> int:
     state_dir = args.state_dir or backends.default_state_dir()
     stopped = backends.down(state_dir)
     if args.docker:
-        docker.compose("down", "-v")
+        removed = docker.down()
+        if removed:
+            stopped.append(f"compose cluster ({len(removed)} containers; its network and volumes removed)")
     console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     return 0
 
@@ -211,11 +267,18 @@ def cmd_quick(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_options(args: argparse.Namespace) -> int:
+    from .options import format_options
+
+    print(format_options())  # plain text: no wrapping
+    return 0
+
+
 def cmd_scenarios(args: argparse.Namespace) -> int:
     from . import scenario
 
     if args.show:
-        console.print(scenario.locate(args.show).read_text(), markup=False, highlight=False)
+        sys.stdout.write(scenario.locate(args.show).read_text(encoding="utf-8"))  # verbatim: valid TOML
         return 0
     table = Table(title="built-in scenarios (bench run NAME)")
     for col in ("name", "cells", "description"):
@@ -229,9 +292,31 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """Exit 0 when the run ended (cells may still be incomplete: see summary.json), 130 after
+    Ctrl-C, 143 after SIGTERM; both write the results so far and stop Locust and the servers."""
+    from .runner import Terminated
+
+    raised = False
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        """Raise Terminated (a KeyboardInterrupt) once, so SIGTERM is handled like Ctrl-C; a repeated
+        SIGTERM during that clean-up is ignored (SIGKILL still works: the kernel kills every child)."""
+        nonlocal raised
+        if not raised:
+            raised = True
+            raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from . import scenario
+    from . import netns, preflight, scenario
     from .runner import External, Runner
 
     overrides = {
@@ -242,13 +327,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         "processes": args.processes,
     }
     loaded = scenario.load(args.scenario, overrides)
+    partitioned = netns.wanted(loaded.cells)
+    if partitioned and not netns.inside():  # network faults: the whole run goes on in a private namespace
+        other = bool(args.redis_url or args.cluster_nodes)
+        return netns.run_inside(
+            getattr(args, "argv", None) or sys.argv[1:], partitioned, docker=args.docker, external=other
+        )
+    if partitioned:
+        netns.setup()
     external = None
     if args.docker:
         if args.redis_url or args.cluster_nodes:
             raise UsageError("--docker runs on the compose cluster: drop --redis-url/--cluster-nodes")
         docker.compose("up", "-d")
         docker.wait_cluster_ok()
-        external = External(cluster_nodes=",".join(docker.COMPOSE_NODES), allow_flush=True, docker=True)
+        nodes = ",".join(docker.COMPOSE_NODES)
+        external = External(cluster_nodes=nodes, allow_flush=True, docker=True, containers=docker.describe())
     elif args.redis_url or args.cluster_nodes:
         if args.redis_url and args.cluster_nodes:
             raise UsageError("give --redis-url or --cluster-nodes, not both")
@@ -260,26 +354,33 @@ def cmd_run(args: argparse.Namespace) -> int:
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
         external = External(args.redis_url or "", args.cluster_nodes or "", args.allow_flush, args.allow_failover)
+        preflight.check_external(redis_url=args.redis_url, cluster_nodes=args.cluster_nodes)  # read-only
     if args.server_bin or not external:
         find_server_bin(args.server_bin)
     out = args.out or Path("results") / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{loaded.name}"
-    runner = Runner(loaded, out, server_bin=args.server_bin, external=external, console=console)
+    keep = getattr(args, "keep", False)
+    runner = Runner(loaded, out, server_bin=args.server_bin, external=external, console=console, keep=keep)
     runner.check()
-    console.print(f"scenario {loaded.name}: {len(loaded.cells)} cells -> {out}")
+    console.print(f"{escape(scenario.origin(loaded))}: {len(loaded.cells)} cells -> {out}")
     runner.run()
     summary = runner.summary
     console.print(run_table(summary))
-    if not args.no_charts:
+    if runner.interrupted is not None:  # stop now; the charts can be made later
+        if not args.no_charts and summary["cells"]:
+            console.print(f"charts and report skipped: `bench report {out}` makes them")
+    elif not args.no_charts:
         _charts_and_report(out)
     state = "complete" if summary["complete"] else f"INCOMPLETE ({summary.get('incomplete_reason', 'see cells')})"
     console.print(f"results: {out}/summary.json ({state})")
-    return 0 if summary["complete"] or summary.get("incomplete_reason") is None else 130
+    if runner.interrupted is not None:  # 130 for Ctrl-C, 143 for SIGTERM (128 + signal)
+        return int(getattr(runner.interrupted, "exit_code", 130))
+    return 0
 
 
 def _charts_and_report(out: Path) -> None:
     from . import plots, report
 
-    charts = plots.plot_runs([out], benchmark_json=plots.latest_benchmark_json())
+    charts = plots.plot_runs([out])  # micro-benchmarks only when asked: bench plot --benchmarks
     report.write_report(out)
     console.print(f"charts: {len(charts)} in {out / 'charts'}; report: {out / 'report.md'}")
 
@@ -314,9 +415,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from . import plots
 
-    bench_json = args.benchmarks or plots.latest_benchmark_json()
-    if args.benchmarks and not args.benchmarks.exists():
-        raise UsageError(f"--benchmarks {args.benchmarks} does not exist")
+    bench_json = plots.benchmark_json_arg(args.benchmarks)
     written = plots.plot_runs(args.runs, only=args.only, out=args.out, benchmark_json=bench_json)
     for path in written:
         console.print(f"{path} (+ .svg)")
@@ -330,7 +429,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     run_dir = args.run
     if not (run_dir / "charts").is_dir():
-        plots.plot_runs([run_dir], benchmark_json=plots.latest_benchmark_json())
+        plots.plot_runs([run_dir])
     path = report.write_report(run_dir)
     console.print(f"{path}\n{path.with_suffix('.html')}")
     return 0
@@ -378,6 +477,107 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_capacity(args: argparse.Namespace) -> int:
+    """`bench capacity`: exit 0 when every configuration was searched, 130 after Ctrl-C and 143 after SIGTERM
+    (results so far kept, Locust and the servers stopped)."""
+    from .runner import Terminated
+
+    raised = False
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        nonlocal raised
+        if not raised:  # once: a repeated SIGTERM during the clean-up is ignored
+            raised = True
+            raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        return _capacity(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _capacity(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from . import scenario
+    from .capacity import Criteria, parse_slo
+    from .capacity_run import CapacityRun, SearchOptions, Workers, capacity_table, scenario_settings
+    from .runner import External
+
+    flags = {
+        "backend": args.backend,
+        "pool_size": args.pool_size,
+        "processes": args.processes,
+        "users": args.users,
+        "engine": args.engine,
+        "partitions": args.partitions,
+        "payload_bytes": args.payload_bytes,
+    }
+    if args.scenario:
+        loaded = scenario.load(args.scenario, flags)
+        settings = scenario_settings(args.scenario)
+    else:
+        given = {k: v for k, v in flags.items() if v is not None}
+        params = {"backend": "standalone", "pool_size": 50, "users": 20} | given
+        label = ", ".join(f"{k}={v}" if k != "backend" else str(v) for k, v in params.items())
+        data = {"name": f"capacity-{params['backend']}", "cells": [{"label": label, **params}]}
+        loaded = scenario.parse(data, source="command line")
+        settings = {}
+    slo = ",".join(args.slo) if args.slo else settings.get("slo", "p99=5ms")
+    criteria = Criteria(
+        slos=tuple(parse_slo(slo)),
+        max_error_rate=_pick(args.max_error_rate, settings, "max_error_rate", 0.0),
+        max_backlog_growth=_pick(args.max_backlog_growth, settings, "max_backlog_growth", 0.02),
+    )
+    options = SearchOptions(
+        start_rate=_pick(args.start_rate, settings, "start_rate", 500.0),
+        max_rate=_pick(args.max_rate, settings, "max_rate", 1_000_000.0),
+        min_rate=_pick(args.min_rate, settings, "min_rate", 0.0),
+        factor=_pick(args.factor, settings, "factor", 2.0),
+        resolution=_pick(args.resolution, settings, "resolution", 0.05),
+        step_s=_pick(args.step_duration, settings, "step_duration", 10.0),
+        warmup_s=_pick(args.warmup, settings, "warmup", 2.0),
+        max_steps=int(_pick(args.max_steps, settings, "max_steps", 30)),
+        confirm=not args.no_confirm,
+    )
+    external = None
+    if args.redis_url or args.cluster_nodes:
+        if args.redis_url and args.cluster_nodes:
+            raise UsageError("give --redis-url or --cluster-nodes, not both")
+        external = External(args.redis_url or "", args.cluster_nodes or "", args.allow_flush)
+    if args.server_bin or external is None:
+        find_server_bin(args.server_bin)
+    if args.expect_workers is not None and args.expect_workers < 1:
+        raise UsageError("--expect-workers must be >= 1")
+    workers = None
+    if args.expect_workers:
+        workers = Workers(args.expect_workers, args.master_bind_host, args.master_bind_port)
+    out = args.out or Path("results") / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{loaded.name}"
+    run = CapacityRun(
+        loaded, out, criteria, options, server_bin=args.server_bin, external=external, workers=workers, console=console
+    )
+    console.print(
+        f"capacity search {loaded.name}: {len(loaded.cells)} configuration(s) at {', '.join(map(str, criteria.slos))},"
+        f" steps of {options.step_s:g} s after {options.warmup_s:g} s warm-up -> {out}"
+    )
+    try:
+        summary = run.run()
+    except KeyboardInterrupt as exc:
+        console.print(f"[yellow]{getattr(exc, 'reason', 'interrupted')}: results so far in {out}/summary.json[/]")
+        raise
+    console.print(capacity_table(summary))
+    if not args.no_charts:
+        _charts_and_report(out)
+    console.print(f"results: {out}/summary.json")
+    return 0
+
+
+def _pick(value: Any, settings: dict[str, Any], key: str, default: Any) -> Any:
+    """The command line's value, else the scenario's [capacity] setting, else the default."""
+    return value if value is not None else settings.get(key, default)
+
+
 def cmd_overhead(args: argparse.Namespace) -> int:
     import json
 
@@ -410,22 +610,29 @@ COMMANDS = {
     "down": cmd_down,
     "demo": cmd_demo,
     "scenarios": cmd_scenarios,
+    "options": cmd_options,
     "run": cmd_run,
     "plot": cmd_plot,
     "report": cmd_report,
     "compare": cmd_compare,
     "quick": cmd_quick,
     "overhead": cmd_overhead,
+    "capacity": cmd_capacity,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .secrets import hide_from_ps
+
+    hide_from_ps()  # a password in --redis-url stays out of `ps`
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # bench run re-executes itself for partitions
     try:
         return COMMANDS[args.command](args)
     except UsageError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("bench: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C: 130; bench run's SIGTERM (runner.Terminated): 143
+        code = int(getattr(exc, "exit_code", 130))
+        print("bench: terminated (SIGTERM)" if code == 143 else "bench: interrupted", file=sys.stderr)
+        return code

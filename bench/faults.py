@@ -2,9 +2,16 @@
 
 Kinds hit the master that owns a chosen partition: ``kill`` (SIGKILL), ``pause`` (SIGSTOP for
 longer than the node timeout, then SIGCONT), ``failover`` (graceful ``CLUSTER FAILOVER`` on its
-replica) and ``failover-force`` (``CLUSTER FAILOVER FORCE``). While it runs, a watcher polls
+replica) and ``failover-force`` (``CLUSTER FAILOVER FORCE``). Two network faults, only inside the
+private network namespace of :mod:`bench.netns`, where each node has its own loopback address:
+``partition-master`` cuts the master from every other node, its replica included, but not from the
+clients, for longer than the node timeout, then heals (the majority promotes the replica; the old
+master, which kept acknowledging writes until it noticed, rejoins as a replica and throws them
+away); ``partition-client`` cuts the clients (127.0.0.1) from the master while the cluster still
+sees it (timeouts, ambiguous outcomes, no failover). While a fault runs, a watcher polls
 ``CLUSTER NODES`` on a healthy node to time when the master was seen failing and when its
-replica was seen promoted. Only servers this suite started on 127.0.0.1 are ever touched.
+replica was seen promoted; the servers' own logs replace those times afterwards. Only servers
+this suite started are ever touched.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ from taskqueue.keys import partition_keys
 
 from . import outage, serverlog
 from .backends import ClusterBackend
-from .servers import RedisServer
+from .netns import CLIENT_ADDRESS, NETWORK_FAULTS, Firewall
+from .servers import LOOPBACK, RedisServer
 
 POLL_S = 0.05
 
@@ -45,6 +53,13 @@ class FaultEvents:
     restored_at: float | None = None  # cluster healthy again (checked)
     restore_problems: list[str] = field(default_factory=list)
     error: str | None = None
+    # network faults: injected_at is when the rules went in (taken just before: conservative)
+    hold_s: float | None = None  # how long the partition (or pause) was meant to last
+    cut: list[str] = field(default_factory=list)  # the DROP rules, as installed
+    healed_at: float | None = None  # rules removed (taken just after: conservative)
+    isolated_down_at: float | None = None  # the isolated master's own cluster_state:fail: it stops taking writes
+    demoted_at: float | None = None  # the old master reconfigured itself as a replica of the promoted one
+    resynced_at: float | None = None  # ... and finished loading the new master's data (its own writes discarded)
 
 
 def target_of(backend: ClusterBackend, queue: str, partition: int) -> tuple[RedisServer, RedisServer, int, str]:
@@ -61,7 +76,16 @@ def target_of(backend: ClusterBackend, queue: str, partition: int) -> tuple[Redi
 class FaultInjector(threading.Thread):
     """Injects one fault at ``at_epoch`` and watches the cluster until the replica is promoted."""
 
-    def __init__(self, backend: ClusterBackend, kind: str, queue: str, partition: int, at_epoch: float) -> None:
+    def __init__(
+        self,
+        backend: ClusterBackend,
+        kind: str,
+        queue: str,
+        partition: int,
+        at_epoch: float,
+        hold_s: float | None = None,
+        firewall: Firewall | None = None,
+    ) -> None:
         super().__init__(name=f"fault-{kind}", daemon=True)
         self.backend, self.kind, self.queue, self.partition, self.at_epoch = backend, kind, queue, partition, at_epoch
         self.events = FaultEvents(kind)
@@ -69,6 +93,12 @@ class FaultInjector(threading.Thread):
         self.killed: RedisServer | None = None
         self.paused: RedisServer | None = None
         self.replica_server: RedisServer | None = None
+        self.master_server: RedisServer | None = None
+        node_timeout_s = backend.node_timeout_ms / 1000
+        self.hold_s = hold_s or max(2 * node_timeout_s, node_timeout_s + 2.0)  # a pause's or a partition's length
+        # Network faults: the firewall of the private namespace (refused anywhere else).
+        self.firewall = (firewall or Firewall()) if kind in NETWORK_FAULTS else None
+        self.partitioned = False  # rules in force now
 
     def cancel(self) -> None:
         self._halt.set()
@@ -82,16 +112,40 @@ class FaultInjector(threading.Thread):
             if self.paused is not None:  # never leave a stopped process behind
                 self.paused.signal(signal.SIGCONT)
                 self.events.resumed_at = self.events.resumed_at or time.time()
+            if self.partitioned:  # nor a partition in force
+                self.heal()
+
+    def heal(self) -> None:
+        """Remove the partition's rules (idempotent); ``healed_at`` once they are gone."""
+        if self.firewall is None:
+            return
+        self.firewall.heal()
+        if self.partitioned:
+            self.partitioned = False
+            self.events.healed_at = time.time()
 
     def _run(self) -> None:
         master, replica, slot, master_id = target_of(self.backend, self.queue, self.partition)
         self.events.target, self.events.replica, self.events.target_id = master.address, replica.address, master_id
-        self.replica_server = replica
+        self.replica_server, self.master_server = replica, master
+        if self.firewall is not None and master.host == LOOPBACK:
+            raise RuntimeError(
+                f"{self.kind} needs nodes on their own loopback addresses (bench.netns); {master.address}"
+            )
         if self._halt.wait(max(0.0, self.at_epoch - time.time())):
             return
         node_timeout_s = self.backend.node_timeout_ms / 1000
         self.events.injected_at = time.time()
-        if self.kind == "kill":
+        if self.kind in NETWORK_FAULTS:
+            assert self.firewall is not None
+            self.events.hold_s = self.hold_s
+            if self.kind == "partition-master":  # cut from every other node, its replica included; clients still in
+                pairs = [(master.host, s.host) for s in self.backend.servers if s is not master]
+            else:  # partition-client: the clients lose this master, the cluster still sees it
+                pairs = [(CLIENT_ADDRESS, master.host)]
+            self.partitioned = True
+            self.events.cut = self.firewall.cut(pairs)
+        elif self.kind == "kill":
             master.kill()
             self.killed = master
         elif self.kind == "pause":
@@ -102,8 +156,8 @@ class FaultInjector(threading.Thread):
                 r.execute_command("CLUSTER", "FAILOVER", *(["FORCE"] if self.kind == "failover-force" else []))
         else:
             raise ValueError(f"unknown fault kind {self.kind!r}")
-        pause_until = self.events.injected_at + max(2 * node_timeout_s, node_timeout_s + 2.0)
-        deadline = self.events.injected_at + 10 * node_timeout_s + 15
+        pause_until = self.events.injected_at + self.hold_s
+        deadline = max(self.events.injected_at + 10 * node_timeout_s + 15, pause_until + 5)
         observers = [s for s in self.backend.servers if s not in (master, replica)]
         while time.time() < deadline and not self._halt.is_set():
             self._observe(observers, master, replica, slot)
@@ -111,7 +165,10 @@ class FaultInjector(threading.Thread):
                 self.paused.signal(signal.SIGCONT)
                 self.paused = None
                 self.events.resumed_at = time.time()
-            if self.events.promoted_at and self.paused is None:
+            if self.partitioned and time.time() >= pause_until:
+                self.heal()
+                return  # what the cluster does next comes from the servers' logs (restore)
+            if self.events.promoted_at and self.paused is None and self.firewall is None:
                 return
             time.sleep(POLL_S)
 
@@ -143,20 +200,75 @@ def restore(backend: ClusterBackend, injector: FaultInjector | None, timeout: fl
     if injector.killed is not None:
         injector.killed.start()
         events.restarted_at = time.time()
+    firewall_problems: list[str] = []
+    if injector.firewall is not None:
+        try:
+            injector.heal()  # a cancelled cell (or a crash) may have left the partition in force
+            firewall_problems = injector.firewall.problems()
+        except RuntimeError as exc:
+            firewall_problems = [f"firewall: {exc}"]
     deadline = time.monotonic() + timeout
     problems = ["not checked"]
     while time.monotonic() < deadline:
         problems = backend.health_problems()
+        if not problems and injector.kind == "partition-master":
+            problems = _old_master_problems(backend, injector)
         if not problems:
             events.restored_at = time.time()
             break
         time.sleep(0.25)
-    events.restore_problems = problems
+    events.restore_problems = firewall_problems + problems
     _from_server_logs(backend, events, injector.replica_server)
+    if injector.kind in NETWORK_FAULTS:
+        _partition_from_server_logs(events, injector.master_server)
     if events.suspected_at is not None and events.node_failed_at is not None:
         # A FAIL follows a PFAIL: a poll that first saw the node after the logged FAIL saw it late.
         events.suspected_at = min(events.suspected_at, events.node_failed_at)
     return events
+
+
+def _old_master_problems(backend: ClusterBackend, injector: FaultInjector) -> list[str]:
+    """After a partition-master whose replica was promoted: the old master must be a replica now,
+    linked to a master (its writes from the partition discarded), not a second master."""
+    master = injector.master_server
+    if master is None or injector.events.injected_at is None:
+        return []
+    try:
+        with master.client(1.0) as r:
+            repl = r.info("replication")
+        nodes = backend.topology()
+    except (RuntimeError, redis.RedisError) as exc:
+        return [f"old master {master.address}: {exc}"]
+    promoted = any(n.address == injector.events.replica and n.is_master and n.slots for n in nodes)
+    if promoted and repl.get("role") != "slave":
+        return [f"old master {master.address} is still a master after its replica was promoted"]
+    return []
+
+
+def _log_text(server: Any) -> str:
+    path = getattr(server, "log_file", None)
+    try:
+        return path.read_text(errors="replace") if path is not None else ""
+    except OSError:
+        return ""
+
+
+def _partition_from_server_logs(events: FaultEvents, master: RedisServer | None) -> None:
+    """The isolated master's own view, from its log: when it stopped taking writes (its
+    cluster_state turned fail), when it learned it had been replaced and became a replica, and
+    when it finished loading the new master's data (its own writes from the partition gone)."""
+    if events.injected_at is None or master is None:
+        return
+    text = _log_text(master)
+    after = events.injected_at - 0.001
+    events.isolated_down_at = serverlog.first_at(text, serverlog.STATE_FAIL, after)
+    if events.healed_at is not None:  # it can only learn of the promotion once it hears the cluster again
+        events.demoted_at = serverlog.first_at(text, serverlog.RECONFIGURED_AS_REPLICA, events.healed_at - 0.001)
+    if events.demoted_at is not None:
+        events.resynced_at = serverlog.first_at(text, serverlog.SYNC_DONE, events.demoted_at - 0.001)
+    for key, value in (("isolated_down", events.isolated_down_at), ("demoted", events.demoted_at)):
+        events.source[key] = "server-log" if value is not None else None
+    events.source["resynced"] = "server-log" if events.resynced_at is not None else None
 
 
 def _from_server_logs(backend: ClusterBackend, events: FaultEvents, replica: RedisServer | None) -> None:
@@ -267,4 +379,18 @@ def timeline(
         "restore_ok": not events.restore_problems,
         "restore_problems": events.restore_problems,
         "error": events.error,
+        **(partition_timeline(events, start_epoch) if events.kind in NETWORK_FAULTS else {}),
+    }
+
+
+def partition_timeline(events: FaultEvents, start_epoch: float) -> dict[str, Any]:
+    """A network fault's own times (s from the load start) and what was cut."""
+    return {
+        "partitioned_at_s": _rel(events.injected_at, start_epoch),
+        "healed_at_s": _rel(events.healed_at, start_epoch),
+        "hold_s": events.hold_s,
+        "isolated_down_at_s": _rel(events.isolated_down_at, start_epoch),
+        "demoted_at_s": _rel(events.demoted_at, start_epoch),
+        "resynced_at_s": _rel(events.resynced_at, start_epoch),
+        "cut": events.cut,
     }

@@ -9,6 +9,7 @@ and the results folder. The locustfile only declares user classes that call ``pr
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import shutil
@@ -30,10 +31,12 @@ from taskqueue.codec import IdFactory
 from taskqueue.settings import backend_from_env, cluster_enabled, parse_nodes, redact_url
 
 from . import adapters, backends, secrets
+from .acklog import AckLog
 from .audit import AuditLog, count, outcome_of
 from .errors import UsageError
+from .livestatus import write_status
 from .metrics import PartitionTimeline, Recorder, merge_timelines
-from .options import LoadOptions, add_load_options
+from .options import DEFAULT_STOP_TIMEOUT_S, LoadOptions, add_load_options
 from .results import IntervalWriter, environment_info, write_load_run
 from .schedule import Schedule, merge_coverage, per_process_rate
 from .stats import bucket_sub_ms
@@ -69,6 +72,7 @@ class LoadState:
         self.used_results_dirs: set[Path] = set()
         self.sink: IntervalWriter | None = None  # this test's per-second files
         self.audit: AuditLog | None = None
+        self.acks: AckLog | None = None  # --ack-log: acknowledged ids per partition (bench.acklog)
         self.timeline = PartitionTimeline()
         self.worker_timelines: dict[str, dict[str, Any]] = {}
         self.worker_successes: dict[str, dict[str, Any]] = {}
@@ -76,6 +80,7 @@ class LoadState:
         self.open_loop: dict[str, float] | None = None  # this process: planned/issued, set at test stop
         self.worker_open_loop: dict[str, dict[str, float]] = {}
         self.fallback_ids = IdFactory()  # task ids for enqueues attempted while no queue could be built
+        self.logged_results: dict[Path, tuple[Any, ...]] = {}  # results folder -> counts last logged
 
     @property
     def is_master(self) -> bool:
@@ -206,6 +211,8 @@ def produce() -> None:
     if STATE.audit is not None:
         STATE.audit.produce(ids, "ok")
     STATE.timeline.success(getattr(queue, "partition_for", _no_partition)(ids[0]), time.time())
+    if STATE.acks is not None:
+        STATE.acks.record_ids(getattr(queue, "partition_for", _no_partition), ids, time.time())
     if intended is None:
         us = (ended - started) * 1e6
     else:  # coordinated-omission corrected: from when the send *should* have happened
@@ -266,9 +273,9 @@ def consume() -> None:
     us = (ended - started) * 1e6
     recorder.record("dequeue", us)
     _fire("dequeue", us / 1000, len(task.payload), None)
-    e2e_us = max(0.0, (time.time_ns() - task.enqueued_at) / 1000)
-    recorder.record("e2e", e2e_us)
-    _fire("e2e", e2e_us / 1000, 0, None)
+    # End-to-end latency is not a request: only in the HDR recorder (results, TaskQueue tab), so
+    # Locust's RPS, request table and response-time chart count queue operations only.
+    recorder.record("e2e", max(0.0, (time.time_ns() - task.enqueued_at) / 1000))
     if opts.processing_ms:
         gevent.sleep(opts.processing_ms / 1000)
     started = time.perf_counter()
@@ -289,6 +296,9 @@ def consume() -> None:
 
 def _on_parser(parser: Any) -> None:
     add_load_options(parser, locust=True)
+    # Locust's default (0) kills users mid-operation at the stop: a task can be stored in Redis
+    # but never counted. Users finish their operation instead; -s/--stop-timeout still wins.
+    parser.set_defaults(stop_timeout=DEFAULT_STOP_TIMEOUT_S)
 
 
 def _validated(environment: Environment) -> LoadOptions:
@@ -328,6 +338,11 @@ def _on_init(environment: Environment, **_: Any) -> None:
     environment.parsed_options.cluster_nodes = connection.get("cluster_nodes", "")
     if isinstance(environment.runner, MasterRunner):
         environment.events.worker_report.add_listener(_on_worker_report)
+    from . import webui
+
+    if not environment.host:  # the web UI's Host field and header show the backend, without a password
+        environment.host = webui.display_target(connection)
+    webui.install(environment)  # the TaskQueue tab, when there is a web UI
 
 
 def _apply_weights(environment: Environment, opts: LoadOptions) -> None:
@@ -337,14 +352,41 @@ def _apply_weights(environment: Environment, opts: LoadOptions) -> None:
         "MixedUser": opts.mixed_weight,
         "RawLpushUser": opts.raw_lpush_weight,
     }
+    tags, exclude = _tag_filter(environment)
     chosen = []
     for cls in environment.user_classes:
         if cls.__name__ in weights:
             cls.weight = weights[cls.__name__]
             if cls.weight == 0:
                 continue
+        if not _runs_a_task(cls, tags, exclude):  # e.g. ConsumerUser under --tags produce
+            continue
         chosen.append(cls)
+    if not chosen:
+        tags_known = "produce, consume, raw_lpush"
+        sys.stderr.write(f"locust: error: --tags/--exclude-tags leave no user with a task (tags: {tags_known})\n")
+        raise SystemExit(2)
     environment.user_classes = chosen  # the runner reads them from here
+
+
+def _tag_filter(environment: Environment) -> tuple[set[str] | None, set[str] | None]:
+    """Locust's --tags / --exclude-tags, as Locust reads them (None: no filter)."""
+    options = environment.parsed_options
+    tags = environment.tags if environment.tags is not None else getattr(options, "tags", None)
+    exclude = (
+        environment.exclude_tags if environment.exclude_tags is not None else getattr(options, "exclude_tags", None)
+    )
+    return (set(tags) if tags else None), (set(exclude) if exclude else None)
+
+
+def _runs_a_task(cls: Any, tags: set[str] | None, exclude: set[str] | None) -> bool:
+    """Whether a user class keeps a task under the tag filter; Locust would otherwise start it
+    and fail with "No tasks defined"."""
+    for task in getattr(cls, "tasks", []):
+        marks: set[str] = getattr(task, "locust_tag_set", set())
+        if (tags is None or marks & tags) and not (exclude and marks & exclude):
+            return True
+    return False
 
 
 def _on_test_start(environment: Environment, **_: Any) -> None:
@@ -357,6 +399,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     STATE.counters = dict.fromkeys(STATE.counters, 0)
     STATE.payload = b"x" * opts.payload_bytes
     STATE.audit = AuditLog() if opts.audit else None
+    STATE.acks = AckLog() if opts.ack_log else None
     STATE.timeline = PartitionTimeline()
     STATE.worker_timelines = {}
     STATE.worker_successes = {}
@@ -407,6 +450,8 @@ def _finalizer_loop() -> None:
     # rewrites its summary (marked incomplete) every checkpoint interval: a crash keeps its data.
     next_checkpoint = time.time() + STATE.opts.checkpoint_interval
     while True:
+        if STATE.results_dir is not None and STATE.environment is not None:  # bench run's live progress
+            write_status(STATE.results_dir, STATE.environment, STATE.started_at, STATE.opts.warmup)
         gevent.sleep(1.0)
         STATE.recorder.finalize(before=time.time() - 6)
         if time.time() >= next_checkpoint:
@@ -435,6 +480,7 @@ def _on_report_to_master(client_id: str, data: dict[str, Any]) -> None:
         "successes": STATE.timeline.successes.snapshot(),
         "open_loop": STATE.open_loop,
         "audit": STATE.audit.drain() if STATE.audit is not None else None,
+        "acks": STATE.acks.drain() if STATE.acks is not None else None,
     }
     STATE.counters = dict.fromkeys(STATE.counters, 0)
 
@@ -453,6 +499,10 @@ def _on_worker_report(client_id: str, data: dict[str, Any]) -> None:
             if STATE.audit is None:
                 STATE.audit = AuditLog()
             STATE.audit.merge(report["audit"])
+        if report.get("acks"):
+            if STATE.acks is None:
+                STATE.acks = AckLog()
+            STATE.acks.merge(report["acks"])
 
 
 def _on_test_stop(environment: Environment, **_: Any) -> None:
@@ -509,7 +559,13 @@ def _on_quit(exit_code: int, **_: Any) -> None:
     try:
         if not STATE.is_worker and STATE.started_at:
             write_results()
+        if STATE.logged_results:  # last words, under Locust's tables (whole ms: sub-ms shows as 0)
+            folders = ", ".join(f"{p}/" for p in STATE.logged_results)
+            log.info("µs latencies (Locust's tables above round to whole ms) are in the results folder(s): %s", folders)
     finally:
+        from . import webui
+
+        webui.close()
         if STATE.sink is not None:
             STATE.sink.close()
         if STATE.queue is not None:
@@ -574,7 +630,52 @@ def write_results(checkpoint: bool = False) -> Path | None:
     out = write_load_run(STATE.results_dir, STATE.recorder, meta, STATE.started_at)
     if STATE.audit is not None:
         STATE.audit.save(out / "audit-ids.json.gz")
+    if STATE.acks is not None:
+        STATE.acks.save(out / "acked-ids.json.gz")
+    if not checkpoint:
+        _log_results(out)
     return out
+
+
+def _log_results(out: Path) -> None:
+    """Say where the µs results went, with their summary table: once per test (and again only if
+    a later write has more data; write_results runs at the test's stop and at Locust's quit)."""
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return
+    key = tuple((op, s.get("count")) for op, s in sorted(summary.get("ops", {}).items()))
+    if STATE.logged_results.get(out) == key:
+        return
+    STATE.logged_results[out] = key
+    log.info("%s", us_summary_table(out, summary))
+
+
+US_TABLE_HEADS = ("count", "ops/s", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "errors")
+
+
+def us_summary_table(out: Path, summary: dict[str, Any]) -> str:
+    """The results' header line and one line per operation: count, ops/s, p50/p99/p99.9/max in µs."""
+    queue = (summary.get("effective") or {}).get("queue") or {}
+    target = queue.get("url") or ",".join(queue.get("nodes") or []) or "?"
+    server = f"{queue.get('server_name') or 'redis'} {queue.get('server_version')}"
+    backend = f"{queue.get('backend', '?')} {target}, {server}"
+    state = "complete" if summary.get("complete") else f"incomplete: {summary.get('incomplete_reason')}"
+    lines = [
+        f"TaskQueue µs results in {out}/ (summary.json, timeseries.csv, hgrm/, hlog/): {state}; "
+        f"backend {backend}, pool {queue.get('pool_size', '?')}; measured {summary.get('measured_s')} s",
+        "  ".join(["operation".ljust(16), *(h.rjust(11) for h in US_TABLE_HEADS)]),
+    ]
+    errors = summary.get("errors") or {}
+
+    def num(value: Any) -> str:
+        return "-" if value is None else f"{value:,}" if isinstance(value, int) else f"{value:,.1f}"
+
+    for op, s in summary.get("ops", {}).items():
+        cells = [s.get(k) for k in ("count", "ops_per_s", "p50_us", "p99_us", "p999_us", "max_us")]
+        cells.append(sum((errors.get(op) or {}).values()))
+        lines.append("  ".join([op.ljust(16), *(num(c).rjust(11) for c in cells)]))
+    return "\n".join(lines)
 
 
 def _read_effective(opts: LoadOptions, queue: Any = None) -> dict[str, Any]:

@@ -73,18 +73,113 @@ OPTIONS: tuple[Option, ...] = (
     Option("--sync-replicas", int, 0, "enqueue WAITs until this many replicas have the task (cluster)"),
     Option("--warmup", float, 0.0, "seconds at the start excluded from statistics"),
     Option("--audit", _bool, False, "record every task id to count lost and duplicated tasks"),
+    Option("--ack-log", _bool, False, "record acknowledged enqueue ids per partition every 20 ms (partition faults)"),
     Option("--results-dir", str, "", "where to write µs results (default results/locust-<timestamp>)"),
     Option("--checkpoint-interval", float, 30.0, "seconds between rewrites of summary.json during a run (soaks)"),
 )
 
 
+# The web UI's start form. Locust lists custom options in one "Custom parameters" box, in the
+# order they were added, labelled "<Dest In Title Case> (<help>)"; it has no groups or labels of
+# its own. So the options are added group by group, and their help there is a short label that
+# starts with the group's name. The full help is in `bench options` and `bench run --help`.
+WEB_UI_GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    (
+        "Backend",
+        (
+            ("backend", "auto, standalone or cluster"),
+            ("redis_url", "external server, redis://host:port/db"),
+            ("cluster_nodes", "external cluster, host:port,…"),
+        ),
+    ),
+    (
+        "Pool",
+        (
+            ("pool_size", "connections per process (per node)"),
+            ("pool_blocking", "wait for a free connection"),
+        ),
+    ),
+    (
+        "Load shape",
+        (
+            ("producer_weight", "producer users' share"),
+            ("consumer_weight", "consumer users' share"),
+            ("mixed_weight", "produce-and-consume users' share"),
+            ("raw_lpush_weight", "bare LPUSH baseline users' share"),
+            ("rate", "open loop, tasks/s in all; 0 = closed"),
+            ("batch_size", "tasks per enqueue call"),
+            ("payload_bytes", "bytes per task"),
+            ("processing_ms", "simulated work per task, ms"),
+            ("warmup", "first seconds left out of the stats"),
+        ),
+    ),
+    (
+        "Queue",
+        (
+            ("queue_name", "logical queue name"),
+            ("engine", "list or stream"),
+            ("queue", "adapter module:factory (empty = TaskQueue)"),
+            ("partitions", "0 = one per master"),
+            ("visibility_timeout", "s until an un-acked task returns"),
+            ("dequeue_timeout", "blocking dequeue wait, s"),
+            ("sync_replicas", "replicas to WAIT for (cluster)"),
+        ),
+    ),
+    (
+        "Results",
+        (
+            ("results_dir", "folder (empty = results/locust-<time>)"),
+            ("audit", "track every task id: lost, duplicated"),
+            ("ack_log", "acked ids per partition (partition faults)"),
+            ("checkpoint_interval", "s between summary.json rewrites"),
+        ),
+    ),
+)
+
+
+def grouped_options() -> list[tuple[str, Option, str]]:
+    """(group, option, web UI label) for every option, in start-form order; an option missing
+    from WEB_UI_GROUPS is still added, last, under "Other"."""
+    by_dest = {opt.dest: opt for opt in OPTIONS}
+    out = [(group, by_dest[dest], label) for group, entries in WEB_UI_GROUPS for dest, label in entries]
+    listed = {opt.dest for _, opt, _ in out}
+    return out + [("Other", opt, opt.help) for opt in OPTIONS if opt.dest not in listed]
+
+
+def format_options() -> str:
+    """Every load option by group, as `bench options` prints it (plain text: no wrapping)."""
+    lines = ["Options of `locust -f locustfiles/queue.py` (also env vars, and fields in the web UI's start form):"]
+    current = ""
+    for group, opt, _ in grouped_options():
+        if group != current:
+            current = group
+            lines += ["", f"{group}:"]
+        default = opt.default if opt.default not in ("", None) else '""'
+        kind = {int: " INT", float: " NUMBER", _bool: " true|false"}.get(opt.type, " TEXT")
+        choices = f" {{{','.join(opt.choices)}}}" if opt.choices else kind
+        lines.append(f"  {opt.flag}{choices}  [env {opt.env}, default {default}]")
+        lines.append(f"      {opt.help}")
+    lines += [
+        "",
+        "Locust's own options: `locust --help` (it prints its help before loading the locustfile, so it does not "
+        "list these). --stop-timeout defaults to "
+        f"{DEFAULT_STOP_TIMEOUT_S:g} s here, so operations in flight at the stop are completed and counted.",
+    ]
+    return "\n".join(lines)
+
+
+DEFAULT_STOP_TIMEOUT_S = 10.0  # Locust's --stop-timeout when not given: users finish their operation
+
+
 def add_load_options(parser: Any, *, locust: bool) -> None:
     """Add every load option to ``parser``: Locust's configargparse parser (``locust=True``: env
-    vars and web UI fields) or a plain argparse parser (env vars read for defaults)."""
+    vars and web UI fields, grouped and labelled as above) or a plain argparse parser (env vars
+    read for defaults)."""
     # Locust's web-UI flags are only understood by its parser itself, not by argument groups.
     group = parser if locust else parser.add_argument_group("TaskQueue load")
-    for opt in OPTIONS:
-        kwargs: dict[str, Any] = {"type": opt.type, "help": f"{opt.help} [env {opt.env}]", "dest": opt.dest}
+    for group_name, opt, label in grouped_options():
+        help_text = f"{group_name}: {label}" if locust else f"{opt.help} [env {opt.env}]"
+        kwargs: dict[str, Any] = {"type": opt.type, "help": help_text, "dest": opt.dest}
         if opt.choices:
             kwargs["choices"] = opt.choices
         if locust:
@@ -118,6 +213,7 @@ class LoadOptions:
     sync_replicas: int = 0
     warmup: float = 0.0
     audit: bool = False
+    ack_log: bool = False
     results_dir: str = ""
     checkpoint_interval: float = 30.0
 

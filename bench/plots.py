@@ -26,7 +26,9 @@ from .chartstyle import cells as _cells
 from .chartstyle import latency_axis, parse_memory
 from .chartstyle import title as _title
 from .errors import UsageError
+from .plots_capacity import capacity_curves
 from .plots_faults import failover_timelines
+from .plots_partitions import partitions
 from .runs import Run, cell_label, error_count, load_run
 
 OPS = ("enqueue", "dequeue", "ack", "e2e")
@@ -349,37 +351,46 @@ def latency_vs_load(runs: list[Run]) -> Figure | None:
 
 
 def microbenchmarks(benchmark_json: Path | None) -> Figure | None:
-    """Ops/s per operation and backend from pytest-benchmark's saved JSON, raw redis-py beside ours."""
+    """Tasks/s per operation and backend from pytest-benchmark's saved JSON, raw redis-py beside ours. A batch call
+    (``enqueue_many(100)``, ``LPUSH`` of 100 values) counts its tasks (``extra_info.tasks_per_call``), so it shares
+    the axis with single enqueues."""
     if benchmark_json is None or not benchmark_json.exists():
         return None
     data = json.loads(benchmark_json.read_text())
     rows = [
-        (b.get("group") or b["name"], str(b.get("param") or b["name"]), b["stats"]["ops"])
+        (
+            b.get("group") or b["name"],
+            str(b.get("param") or b["name"]),
+            b["stats"]["ops"] * int((b.get("extra_info") or {}).get("tasks_per_call") or 1),
+            int((b.get("extra_info") or {}).get("tasks_per_call") or 1),
+        )
         for b in data.get("benchmarks", [])
     ]
     rows = [r for r in rows if "pool" not in r[0]]
     if not rows:
         return None
-    groups = sorted({g for g, _, _ in rows})
+    groups = sorted({r[0] for r in rows})
     fig, ax = plt.subplots(figsize=(11, max(4, 0.42 * len(rows) + 2)))
     y, labels, colors = [], [], []
     pos = 0.0
     for group in groups:
-        for _, name, ops in sorted((r for r in rows if r[0] == group), key=lambda r: "raw" in r[1]):
-            y.append((pos, ops))
+        for _, name, tasks_per_s, per_call in sorted((r for r in rows if r[0] == group), key=lambda r: "raw" in r[1]):
+            y.append((pos, tasks_per_s))
             operation = name.rsplit("-", 1)[-1].replace("_", " ")
-            context = group.split(" vs ")[-1].split(" ", 1)[-1] if " vs " in group else group
-            labels.append(f"{operation}  ({context})")
+            context = " ".join(group.split()[-2:])  # group names end in backend and payload
+            batch = f", {per_call} tasks per call" if per_call > 1 else ""
+            labels.append(f"{operation}  ({context}{batch})")
             colors.append("tab:gray" if "raw" in name else "tab:blue")
             pos += 1
         pos += 0.6
     ax.barh([p for p, _ in y], [o for _, o in y], color=colors)
     ax.set_yticks([p for p, _ in y], labels, fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("operations per second (pytest-benchmark, mean)")
+    ax.set_xlabel("tasks per second (pytest-benchmark mean; batch calls: calls/s × tasks per call)")
     ax.grid(axis="x", alpha=0.3)
     fig.suptitle("Micro-benchmarks: TaskQueue (blue) vs raw redis-py (gray), same client", fontweight="bold")
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.text(0.01, 0.01, f"from {benchmark_json}", fontsize=7, alpha=0.7)
+    fig.tight_layout(rect=(0, 0.02, 1, 0.95))
     return fig
 
 
@@ -435,8 +446,29 @@ CHARTS: dict[str, Callable[[list[Run]], Figure | None]] = {
     "pool-sizes": pool_sizes,
     "memory-policies": memory_policies,
     "failover-timelines": failover_timelines,
+    "partitions": partitions,
     "latency-vs-load": latency_vs_load,
+    "capacity": capacity_curves,
 }
+# A capacity run's cells are its configurations at their capacity: the capacity chart, plus the charts that
+# compare configurations at one load (the others assume a sweep of one parameter at a fixed load).
+CAPACITY_CHARTS = ("capacity", "throughput", "latency-spectrum")
+
+
+def benchmark_json_arg(value: str | Path | None) -> Path | None:
+    """``--benchmarks FILE|latest``: the pytest-benchmark JSON to chart, None when not asked for (a run's charts
+    never pick up an unrelated micro-benchmark file by themselves)."""
+    if value is None:
+        return None
+    if str(value) == "latest":
+        newest = latest_benchmark_json()
+        if newest is None:
+            raise UsageError("--benchmarks latest: no results under results/benchmarks (run `make bench` first)")
+        return newest
+    path = Path(value)
+    if not path.is_file():
+        raise UsageError(f"--benchmarks {value} does not exist")
+    return path
 
 
 def latest_benchmark_json(root: Path = Path("results/benchmarks")) -> Path | None:
@@ -452,7 +484,11 @@ def plot_runs(
     unknown = [n for n in only or [] if n not in names]
     if unknown:
         raise UsageError(f"unknown chart {', '.join(unknown)}: valid are {', '.join(names)}")
+    if "microbenchmarks" in (only or []) and benchmark_json is None:
+        raise UsageError("the microbenchmarks chart needs --benchmarks FILE|latest (pytest-benchmark JSON)")
     runs = [load_run(p) for p in paths]
+    if not only and all(r.summary.get("kind") == "capacity-run" for r in runs):
+        names = list(CAPACITY_CHARTS)
     out = out or runs[0].path / "charts"
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import base64
 import html
-import re
 from pathlib import Path
 from typing import Any
 
+from .partition_loss import report_section as loss_section
 from .report_tables import (
+    capacity_section,
     counters_note,
     fault_section,
     fault_windows,
@@ -95,6 +96,7 @@ def findings(run: Run) -> list[str]:
                     f"{r:.1f}× that of pool {big['params']['pool_size']}"
                     f"{_noise(c, big, _enqueue(c), _enqueue(big), 'p99_us')}, from waiting for a connection"
                 )
+    out += pool_sweeps(plain)
     for c in cells:
         if str(c["params"].get("maxmemory")) in ("0", ""):
             continue
@@ -122,6 +124,38 @@ def findings(run: Run) -> list[str]:
     for c in cells:
         if c.get("unstable"):
             out.append(f"cell [{c['id']}] is unstable: repeats spread more than 10 % in {', '.join(c['unstable'])}")
+    return out
+
+
+def pool_sweeps(plain: list[dict[str, Any]]) -> list[str]:
+    """One headline per pool-size sweep (cells that differ only in pool size: same backend, users and pool
+    kind, at least 3 sizes): where throughput levels off, and what the smallest pool costs."""
+    groups: dict[tuple[Any, ...], dict[int, dict[str, Any]]] = {}
+    for c in plain:
+        p = c["params"]
+        groups.setdefault((p["backend"], p["users"], p["pool_blocking"]), {})[p["pool_size"]] = c
+    out = []
+    for (backend, users, blocking), by_size in groups.items():
+        if len(by_size) < 3:
+            continue
+        sizes = sorted(by_size)
+        rates = {s: _enqueue(by_size[s]).get("ops_per_s") or 0 for s in sizes}
+        best = max(sizes, key=lambda s: rates[s])
+        if not rates[best]:
+            continue
+        enough = next(s for s in sizes if rates[s] >= 0.9 * rates[best])
+        small = sizes[0]
+        p99_small, p99_best = _enqueue(by_size[small]).get("p99_us"), _enqueue(by_size[best]).get("p99_us")
+        kind = "blocking" if blocking else "non-blocking"
+        text = (
+            f"pool sweep ({backend}, {users} users, {kind} pool): enqueue throughput peaks at {_n(rates[best])}/s "
+            f"at pool {best}; the smallest pool within 10 % of that is {enough}; pool {small} gives "
+            f"{rates[small] / rates[best]:.2f}× the peak"
+        )
+        if p99_small and p99_best:
+            text += f", with enqueue p99 {_n(p99_small)} µs vs {_n(p99_best)} µs"
+        exhausted = sum(error_count(by_size[s], "pool_exhausted") for s in sizes)
+        out.append(text + (f"; {exhausted:,} PoolExhausted errors in the sweep" if exhausted else ""))
     return out
 
 
@@ -179,7 +213,9 @@ def markdown(run: Run) -> str:
             "",
         ]
     parts += [f"> **WARNING: {w}.**\n" for c in run.cells if (w := rate_warning(c))]
-    parts += ["## Findings", ""] + [f"- {f}" for f in findings(run)] + [""]
+    parts += capacity_section(s)  # a capacity run: its answer first; cells below are configurations at capacity
+    said = findings(run) or ["nothing to compare: no pair of cells that differ in one setting"]
+    parts += ["## Findings", ""] + [f"- {f}" for f in said] + [""]
     rows = []
     for c in run.cells:
         enq, deq, ack = _enqueue(c), c["ops"].get("dequeue", {}), c["ops"].get("ack", {})
@@ -239,29 +275,32 @@ def markdown(run: Run) -> str:
         ]
         for c in run.cells
     ]
-    parts += [
-        "## Task audit: every task accounted for",
-        "",
-        "Every task of the cell, warm-up included, after the queue was drained. ≤ N: the drain timed out and "
-        "undelivered tasks count as lost, so N is an upper bound.",
-        "",
-        _table(
-            [
-                "cell",
-                "enqueued ok",
-                "rejected",
-                "ambiguous",
-                "delivered",
-                "duplicates",
-                "LOST",
-                "lost (ambiguous)",
-                "delivered after reject",
-                "still queued at drain timeout",
-            ],
-            rows,
-        ),
-        "",
-    ]
+    if run.is_load_run:  # Locust alone does not drain: a task not delivered yet is not lost
+        parts += _load_run_audit(run)
+    elif s.get("kind") != "capacity-run":  # a capacity run flushes between steps: nothing to audit
+        parts += [
+            "## Task audit: every task accounted for",
+            "",
+            "Every task of the cell, warm-up included, after the queue was drained. ≤ N: the drain timed out and "
+            "undelivered tasks count as lost, so N is an upper bound.",
+            "",
+            _table(
+                [
+                    "cell",
+                    "enqueued ok",
+                    "rejected",
+                    "ambiguous",
+                    "delivered",
+                    "duplicates",
+                    "LOST",
+                    "lost (ambiguous)",
+                    "delivered after reject",
+                    "still queued at drain timeout",
+                ],
+                rows,
+            ),
+            "",
+        ]
     errors = [
         [c["id"], op, kind, _n(n)] for c in run.cells for op, kinds in c["errors"].items() for kind, n in kinds.items()
     ]
@@ -270,6 +309,7 @@ def markdown(run: Run) -> str:
     faulted = [c for c in run.cells if c.get("fault")]
     if faulted:
         parts += fault_section(faulted)
+        parts += loss_section(faulted)  # network partitions: lost vs acknowledged by the cut-off master
     parts += open_loop_section(run.cells) + server_section(run.cells)
     rows = []
     for c in run.cells:
@@ -323,51 +363,52 @@ def write_report(run_dir: Path) -> Path:
     run = load_run(run_dir)
     text = markdown(run)
     (run.path / "report.md").write_text(text)
-    (run.path / "report.html").write_text(to_html(text, run.path))
+    title = f"{run.summary.get('scenario') or run.name}: TaskQueue benchmark report"
+    (run.path / "report.html").write_text(to_html(text, run.path, title))
     return run.path / "report.md"
 
 
-def _inline(text: str) -> str:
-    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(text))
+def _load_run_audit(run: Run) -> list[str]:
+    keys = ("enqueued_ok", "rejected", "ambiguous", "delivered_unique", "duplicates", "undelivered")
+    rows = [[c["id"], *(_n(c["audit"].get(k)) for k in keys)] for c in run.cells]
+    return [
+        "## Task audit during the load",
+        "",
+        "A Locust run: the queue was not drained afterwards, so undelivered tasks may simply still be queued "
+        "(nothing is called lost). "
+        + ("" if any(c["audit"] for c in run.cells) else "Run with --audit true to count tasks."),
+        "",
+        _table(["cell", "enqueued ok", "rejected", "ambiguous", "delivered", "duplicates", "undelivered"], rows),
+        "",
+    ]
 
 
-def to_html(md: str, base: Path) -> str:
-    """Minimal Markdown -> HTML (headings, lists, tables, images inlined as base64): one file."""
-    out, in_table = [], False
-    for line in md.splitlines():
-        if line.startswith("|"):
-            cells = [_inline(c.strip()) for c in line.strip("|").split("|")]
-            if set(line.replace("|", "")) <= {"-"}:
-                continue
-            tag = "th" if not in_table else "td"
-            if not in_table:
-                out.append("<table>")
-                in_table = True
-            out.append("<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            out.append("</table>")
-            in_table = False
-        if m := re.match(r"!\[(.*?)\]\((.*?)\)", line):
-            data = base64.b64encode((base / m.group(2)).read_bytes()).decode()
-            out.append(f'<p><img alt="{html.escape(m.group(1))}" src="data:image/png;base64,{data}"></p>')
-        elif line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
-        elif line.startswith("- "):
-            out.append(f"<li>{_inline(line[2:])}</li>")
-        elif line.startswith("> "):
-            out.append(f"<blockquote>{_inline(line[2:])}</blockquote>")
-        elif line.strip():
-            out.append(f"<p>{_inline(line)}</p>")
-    if in_table:
-        out.append("</table>")
-    style = (
-        "body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse;font-size:13px}"
-        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}img{max-width:100%}"
-        "blockquote{background:#fee;padding:8px}"
+STYLE = (
+    "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+    "table{border-collapse:collapse;font-size:13px;margin:1em 0}"
+    "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:first-child,th:first-child{text-align:left}"
+    "img{max-width:100%}blockquote{background:#fee;margin:1em 0;padding:4px 12px}"
+)
+
+
+def to_html(md: str, base: Path, title: str = "TaskQueue benchmark report") -> str:
+    """report.md as one self-contained HTML page: CommonMark + tables rendered by markdown-it-py (raw HTML
+    in the Markdown is escaped), chart images inlined as base64."""
+    from markdown_it import MarkdownIt
+
+    parser = MarkdownIt("commonmark", {"html": False}).enable("table")
+    tokens = parser.parse(md)
+    for token in tokens:
+        for child in token.children or []:
+            src = child.attrGet("src") if child.type == "image" else None
+            if isinstance(src, str) and not src.startswith("data:") and (base / src).is_file():
+                mime = "image/svg+xml" if src.endswith(".svg") else "image/png"
+                child.attrSet("src", f"data:{mime};base64,{base64.b64encode((base / src).read_bytes()).decode()}")
+    body = parser.renderer.render(tokens, parser.options, {})
+    return (
+        f'<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
+        f"<style>{STYLE}</style>\n</head>\n<body>\n{body}</body>\n</html>\n"
     )
-    return f"<!doctype html><meta charset='utf-8'><title>report</title><style>{style}</style>\n" + "\n".join(out)
 
 
 ENV_KEYS = ("hostname", "host_cores", "python", "redis_py", "locust")

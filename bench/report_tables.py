@@ -209,3 +209,86 @@ def server_section(cells: list[dict[str, Any]]) -> list[str]:
         return []
     headers = ["cell", "peak used memory (bytes)", "evicted keys", "expired keys", "rejected connections", "counters"]
     return ["## Server counters (all nodes of the cell)", "", table(headers, rows), ""]
+
+
+def _latency(us: Any) -> str:
+    if us is None:
+        return "–"
+    for scale, unit in ((1e6, "s"), (1e3, "ms")):
+        if us >= scale:
+            return f"{us / scale:.3g} {unit}"
+    return f"{us:.3g} µs"
+
+
+def capacity_ratio(rate: float | None, lower: bool, best: float | None, best_lower: bool, is_best: bool) -> str:
+    """A capacity over the best one. A lower bound (harness-bound, or the search stopped) only bounds the
+    ratio from one side; two lower bounds give no ratio at all."""
+    if rate is None or not best:
+        return "–"
+    if is_best:
+        return "1.00×"
+    r = rate / best
+    if lower and best_lower:
+        return f"? ({r:.2f}× of two lower bounds)"
+    return ("≥ " if lower else "≤ " if best_lower else "") + f"{r:.2f}×"
+
+
+def capacity_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """Per configuration of a capacity run: capacity, × best, limiting factor, corrected p99 at capacity,
+    and the next step up that failed with why."""
+    configs = [c for c in summary.get("configurations") or [] if c.get("capacity")]
+    rated = [c for c in configs if c["capacity"].get("rate")]
+    best = max(rated, key=lambda c: c["capacity"]["rate"], default=None)
+    best_rate = best["capacity"]["rate"] if best else None
+    best_lower = bool(best and best["capacity"].get("lower_bound"))
+    rows = []
+    for c in configs:
+        cap = c["capacity"]
+        rate, lower = cap.get("rate"), bool(cap.get("lower_bound"))
+        at = cap.get("at_capacity") or {}
+        nxt = cap.get("next_fail")
+        if rate is None:
+            shown = f"none passed (down to {n((nxt or {}).get('rate'))}/s)"
+        else:
+            shown = ("≥ " if lower else "") + n(rate) + ("" if cap.get("confirmed") else " (unconfirmed)")
+        failed = f"{n(nxt['rate'])}/s: " + "; ".join(nxt.get("reasons") or nxt.get("failed") or []) if nxt else "–"
+        rows.append(
+            [
+                c["id"],
+                shown,
+                capacity_ratio(rate, lower, best_rate, best_lower, c is best),
+                cap.get("limit") or "–",
+                _latency((at.get("corrected") or {}).get("p99_us")),
+                failed,
+            ]
+        )
+    return rows
+
+
+def capacity_section(summary: dict[str, Any]) -> list[str]:
+    if summary.get("kind") != "capacity-run" or not summary.get("configurations"):
+        return []
+    crit, search = summary.get("criteria") or {}, summary.get("search") or {}
+    headers = ["configuration", "capacity (tasks/s)", "× best", "limit", "corrected p99 at capacity"]
+    headers.append("next step up: failed because")
+    return [
+        f"## Capacity at {crit.get('slo_text', 'the SLO')}",
+        "",
+        table(headers, capacity_rows(summary)),
+        "",
+        f"Open-loop rate search: steps × {search.get('factor')} from {n(search.get('start_rate'))}/s until a step "
+        f"fails, then bisection to {100 * (search.get('resolution') or 0):g} %, and the capacity re-run once to "
+        f"confirm it; every step {search.get('step_s')} s measured after {search.get('warmup_s')} s warm-up, on the "
+        "same backend flushed before each step. A step passes when the rate was reached (issued ≥ "
+        f"{100 * (crit.get('min_coverage') or 0):g} % of planned), the coordinated-omission-corrected enqueue "
+        f"percentile is within {crit.get('slo_text')}, the error rate is at most {crit.get('max_error_rate')}, and "
+        f"the queue depth grew by at most {100 * (crit.get('max_backlog_growth') or 0):g} % of the rate per second. "
+        "Limit *harness-bound*: the next step up failed while the busiest server node used less than "
+        f"{crit.get('server_saturated_cores')} of a core, with the rate not reached, a load process at "
+        f"≥ {crit.get('generator_saturated_cores')} cores or the host's CPU ≥ "
+        f"{100 * (crit.get('host_saturated_share') or 0.9):g} % busy (not by other processes): that is the load "
+        "generator's ceiling, so "
+        "the capacity is a lower bound (≥). *throughput*: the rate was not reached and the server was busy. "
+        "Ratios are to the best configuration of this run; a lower bound bounds its ratio from one side only.",
+        "",
+    ]

@@ -32,7 +32,7 @@ from rich.markup import escape
 from taskqueue import TaskQueueError
 from taskqueue.settings import redact_url
 
-from . import adapters, backends, faults
+from . import adapters, backends, faults, netns
 from .audit import AuditLog, count
 from .errors import UsageError
 from .monitor import InfoSampler
@@ -123,6 +123,13 @@ class Runner:
         """Refuse before anything starts: unknown adapters, what the chosen backend cannot do."""
         for spec in {c.params["queue"] for c in self.scenario.cells if c.params["queue"]}:
             adapters.resolve(spec)
+        partitioned = netns.wanted(self.scenario.cells)
+        if partitioned and (self.external is not None or not netns.inside()):
+            named = ", ".join(f"[{c}]" for c in partitioned[:3])
+            raise UsageError(
+                f"cells {named} inject network partitions: they run on the embedded cluster inside the private "
+                "network namespace `bench run` makes for them (bench.netns), not here"
+            )
         if self.external is None:
             return
         for cell in self.scenario.cells:
@@ -162,7 +169,7 @@ class Runner:
         self._write_summary()
         cells = self.scenario.cells
         try:
-            with CellProgress(self.console, len(cells)) as progress:
+            with CellProgress(self.console, cells) as progress:
                 for i, cell in enumerate(cells, start=1):
                     self._warn(cell)
                     result = self.run_cell(i, cell, progress)
@@ -228,13 +235,22 @@ class Runner:
             port = free_port(span=span, start=20000 if kind == "cluster" else 21000, bus_offset=10000)
             if self.state_dir is None:
                 self.state_dir = Path(tempfile.mkdtemp(prefix="bench-run-"))
-            self.console.print(f"starting embedded {kind} ({server_bin or 'default server'}) on 127.0.0.1:{port} …")
+            where = (
+                f"127.0.0.2…127.0.0.{1 + span}, ports {port}+"
+                if kind == "cluster" and netns.inside()
+                else f"127.0.0.1:{port}"
+            )
+            self.console.print(f"starting embedded {kind} ({server_bin or 'default server'}) on {where} …")
             spec = backends.BackendSpec(
                 kind=kind,
                 port=port,
                 server_bin=server_bin,
                 state_dir=self.state_dir / f"{kind}-{len(self.embedded)}",
                 node_timeout_ms=params["node_timeout"],
+                # In the network-fault namespace: one loopback address per node, so rules can cut single links;
+                # an old master rejoining as a replica resyncs at once (not after the 5 s diskless-sync delay).
+                node_addresses=kind == "cluster" and netns.inside(),
+                extra_config={"repl-diskless-sync-delay": "0"} if kind == "cluster" and netns.inside() else {},
             )
             self.embedded[key] = backends.start_backend(spec)
             self.summary.setdefault("embedded_servers", {})[key] = [s.address for s in self.embedded[key].servers]
@@ -244,6 +260,9 @@ class Runner:
     def prepare(self, backend: backends.Backend | External, params: dict[str, Any]) -> None:
         """Healthy, flushed, and configured as the cell asks (maxmemory 0 = unlimited)."""
         config = {"maxmemory": str(params["maxmemory"]), "maxmemory-policy": params["maxmemory_policy"]}
+        if params["backend"] == "cluster":  # protection on the servers' side: too few good replicas, writes refused
+            config["min-replicas-to-write"] = str(params["min_replicas_to_write"])
+            config["min-replicas-max-lag"] = str(params["min_replicas_max_lag"])
         if isinstance(backend, External):
             _flush_external(backend, config)
             return
@@ -294,7 +313,12 @@ class Runner:
             if params["fault"] != "none" and isinstance(backend, backends.ClusterBackend):
                 fault_at = params["fault_at"] or params["duration"] / 3
                 injector = faults.FaultInjector(
-                    backend, params["fault"], queue_name, params["fault_partition"], started + fault_at
+                    backend,
+                    params["fault"],
+                    queue_name,
+                    params["fault_partition"],
+                    started + fault_at,
+                    hold_s=params["fault_duration"] or None,
                 )
                 injector.start()
             progress.track(index, label, proc, rep_dir / "locust_stats_history.csv", params["duration"])
@@ -314,13 +338,16 @@ class Runner:
         # (a docker or external cluster is still brought back).
         heal_s = 0.0 if self.interrupted is not None and self.external is None else RESTORE_TIMEOUT_S
         try:
+            progress.phase("restore")
             events = faults.restore(backend, injector, heal_s) if isinstance(backend, backends.ClusterBackend) else None
+            progress.phase("drain")
             result = self.collect(cell, rep_dir, connection, queue_name, sampler, events, proc.returncode)
         except KeyboardInterrupt as exc:  # during the restore or the drain: keep what Locust measured
             self.interrupted = self.interrupted or exc
             if injector is not None:
                 injector.cancel()
             result = _load_only(rep_dir, proc.returncode)
+        progress.phase("done")
         if self.interrupted is not None:
             result["complete"] = False
             result["incomplete_reason"] = interruption_reason(self.interrupted)
@@ -391,7 +418,40 @@ class Runner:
             masters = (load.get("effective") or {}).get("queue", {}).get("partition_masters") or {}
             result["fault"] = faults.timeline(events, start, load, params["fault_partition"], masters)
             result["complete"] = result["complete"] and result["fault"]["restore_ok"]
+            if events.kind in netns.NETWORK_FAULTS:
+                self._explain_loss(cell, rep_dir, audit, events, start, result)
         return result
+
+    def _explain_loss(
+        self,
+        cell: Cell,
+        rep_dir: Path,
+        audit: AuditLog,
+        events: faults.FaultEvents,
+        start: float,
+        result: dict[str, Any],
+    ) -> None:
+        """Lost tasks next to what the cut-off master acknowledged after the partition began, from
+        the clients' own per-partition ack log (bench.partition_loss)."""
+        from . import partition_loss
+        from .acklog import AckLog
+
+        acked_file = rep_dir / "acked-ids.json.gz"
+        if events.injected_at is None or not acked_file.exists():
+            return
+        fault = result["fault"]
+        faulted = [int(p) for p, d in fault["partitions"].items() if d["faulted"]]
+        if events.kind == "partition-master" and events.isolated_down_at is not None:
+            end, source = events.isolated_down_at, "isolated master's log: cluster_state fail (stopped taking writes)"
+        else:
+            end, source = events.healed_at or time.time(), "healed"
+        loss = partition_loss.explain(
+            audit, AckLog.load(acked_file), faulted, (events.injected_at, end), start, window_end_source=source
+        )
+        loss["drain_complete"] = bool(result["drain"]["complete"])
+        fault["loss"] = loss
+        fault["before"] = partition_loss.before_fault(rep_dir, fault["partitioned_at_s"])
+        self.console.print(f"  {escape(cell.id)}: {escape(partition_loss.headline(loss))}")
 
 
 def _load_only(rep_dir: Path, returncode: int | None) -> dict[str, Any]:
@@ -494,6 +554,7 @@ def cell_load_options(
         queue=params["queue"],
         sync_replicas=params["sync_replicas"],
         audit=True,
+        ack_log=params["fault"] in netns.NETWORK_FAULTS,  # which partition acknowledged which id, when
         results_dir=str(rep_dir),
     ).validated()
 

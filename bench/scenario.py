@@ -20,7 +20,7 @@ from .errors import UsageError
 from .validate import POLICIES, maxmemory_bytes
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "scenarios"
-FAULTS = ("none", "kill", "pause", "failover", "failover-force")
+FAULTS = ("none", "kill", "pause", "failover", "failover-force", "partition-master", "partition-client")
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,9 @@ PARAMS: dict[str, Param] = {
     "fault": Param(str, "none", lambda x: x in FAULTS, " | ".join(FAULTS), cluster_only=True),
     "fault_at": Param(float, 0.0, _nonneg, "seconds after load start (0 = a third of the duration)"),
     "fault_partition": Param(int, 0, _nonneg, "partition index whose master is hit"),
+    "fault_duration": Param(
+        float, 0.0, _nonneg, "seconds a pause or partition lasts (0 = max(2 x node timeout, node timeout + 2 s))"
+    ),
     "node_timeout": Param(int, 2000, lambda x: 100 <= x <= 60_000, "ms 100..60000", cluster_only=True),
     "engine": Param(str, "list", lambda x: x in ("list", "stream"), "list or stream"),
     "queue": Param(
@@ -72,8 +75,14 @@ PARAMS: dict[str, Param] = {
     ),
     "server_bin": Param(str, "", lambda x: True, "'' (default lookup) or a redis-server/valkey-server path or name"),
     "sync_replicas": Param(int, 0, lambda x: 0 <= x <= 5, "0..5 (enqueue WAITs for N replicas)", cluster_only=True),
+    "min_replicas_to_write": Param(
+        int, 0, lambda x: 0 <= x <= 5, "0..5 (masters refuse writes with fewer good replicas)", cluster_only=True
+    ),
+    "min_replicas_max_lag": Param(
+        int, 10, lambda x: 1 <= x <= 3600, "seconds 1..3600 (a replica is good while it acked this recently)"
+    ),
 }
-TOP_LEVEL = {"name", "description", "params", "axes", "cells"}
+TOP_LEVEL = {"name", "description", "params", "axes", "cells", "capacity"}  # [capacity]: read by bench capacity
 
 
 @dataclass
@@ -101,17 +110,29 @@ def builtin_names() -> list[str]:
 
 
 def locate(name_or_file: str) -> Path:
+    """A built-in name first (``smoke`` runs the built-in even when the current folder holds a
+    folder or file called ``smoke``, e.g. after ``--out smoke``), else a scenario file."""
+    builtin = BUILTIN_DIR / f"{name_or_file}.toml"
+    if name_or_file in builtin_names():
+        return builtin
     path = Path(name_or_file)
     if path.suffix == ".toml" or path.exists():
+        if path.is_dir():
+            raise UsageError(f"{name_or_file} is a folder, not a scenario file (.toml)")
         if not path.is_file():
             raise UsageError(f"scenario file {name_or_file} not found")
         return path
-    candidate = BUILTIN_DIR / f"{name_or_file}.toml"
-    if not candidate.exists():
-        raise UsageError(
-            f"unknown scenario {name_or_file!r}: built-ins are {', '.join(builtin_names())}, or give a .toml file"
-        )
-    return candidate
+    raise UsageError(
+        f"unknown scenario {name_or_file!r}: built-ins are {', '.join(builtin_names())}, or give a .toml file"
+    )
+
+
+def origin(scenario: Scenario) -> str:
+    """Which file a run came from, in words: ``built-in scenario smoke`` or ``scenario file my.toml``."""
+    source = Path(scenario.source)
+    if source.parent == BUILTIN_DIR:
+        return f"built-in scenario {source.stem}"
+    return f"scenario file {scenario.source}"
 
 
 def load(name_or_file: str, overrides: dict[str, Any] | None = None) -> Scenario:

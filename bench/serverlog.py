@@ -48,3 +48,21 @@ def election_won_at(log_text: str, after: float) -> float | None:
         if parsed and parsed[0] >= after and _ELECTION_WON in parsed[1]:
             return parsed[0]
     return None
+
+
+# What a partitioned master and the rest of the cluster log about it (Redis 7 wording).
+STATE_FAIL = "Cluster state changed: fail"  # a node stopped serving: on an isolated master, it stops taking writes
+STATE_OK = "Cluster state changed: ok"
+RECONFIGURED_AS_REPLICA = "Reconfiguring myself as a replica of"  # an old master learned it was replaced
+SYNC_DONE = "MASTER <-> REPLICA sync: Finished with success"  # a replica loaded its master's data
+
+
+def first_at(log_text: str, needle: str, after: float) -> float | None:
+    """When this server first logged a line containing ``needle``, at or after ``after`` (epoch s)."""
+    for line in log_text.splitlines():
+        if needle not in line:
+            continue
+        parsed = line_time(line)
+        if parsed and parsed[0] >= after and needle in parsed[1]:
+            return parsed[0]
+    return None

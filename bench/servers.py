@@ -127,10 +127,10 @@ def _listener(port: int) -> str | None:
     return port_owner(port)
 
 
-def bind_problem(port: int, what: str, error: int, listener: str | None) -> str:
+def bind_problem(port: int, what: str, error: int, listener: str | None, host: str = LOOPBACK) -> str:
     """The one-line message for a failed bind of ``port``: ``error`` is the OSError errno,
     ``listener`` who listens there (None: nobody, the port is held by a non-listening socket)."""
-    where = f"{what} {port} on {LOOPBACK}"
+    where = f"{what} {port} on {host}"
     choose = "choose another with --port/--base-port"
     if error in (errno.EACCES, errno.EPERM):
         why = "ports below 1024 need root or CAP_NET_BIND_SERVICE" if port < 1024 else "a security policy forbids it"
@@ -142,21 +142,21 @@ def bind_problem(port: int, what: str, error: int, listener: str | None) -> str:
             f"{where} is held by a closing or client connection (TIME_WAIT?), not a server; wait a minute or {choose}"
         )
     if error == errno.EADDRNOTAVAIL:
-        return f"{where} cannot be bound: {LOOPBACK} is not an address of this machine (no loopback interface?)"
+        return f"{where} cannot be bound: {host} is not an address of this machine (no loopback interface?)"
     return f"{where} cannot be bound: {os.strerror(error)}; {choose}"
 
 
-def check_port_free(port: int, what: str = "port") -> None:
+def check_port_free(port: int, what: str = "port", host: str = LOOPBACK) -> None:
     if not 1 <= port <= 65535:
         raise UsageError(f"{what} {port} is out of range: use 1..65535")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((LOOPBACK, port))
+            sock.bind((host, port))
         except OSError as exc:
             code = exc.errno or errno.EADDRINUSE
             listener = _listener(port) if code == errno.EADDRINUSE else None
-            raise UsageError(bind_problem(port, what, code, listener)) from None
+            raise UsageError(bind_problem(port, what, code, listener, host)) from None
 
 
 def ephemeral_range() -> tuple[int, int]:
@@ -230,7 +230,8 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 @dataclass
 class RedisServer:
-    """A redis-server on 127.0.0.1:``port`` with its own data folder."""
+    """A redis-server on 127.0.0.1:``port`` (or on its own loopback address ``host``, e.g.
+    127.0.0.3, inside a private network namespace: see :mod:`bench.netns`) with its own data folder."""
 
     server_bin: str
     port: int
@@ -239,10 +240,11 @@ class RedisServer:
     owned: bool = True  # killed by the kernel if the starting process dies
     pid: int | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    host: str = LOOPBACK
 
     @property
     def address(self) -> str:
-        return f"{LOOPBACK}:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def log_file(self) -> Path:
@@ -254,7 +256,7 @@ class RedisServer:
             "--port",
             str(self.port),
             "--bind",
-            LOOPBACK,
+            self.host,
             "--save",
             "",
             "--appendonly",
@@ -268,6 +270,14 @@ class RedisServer:
             "--pidfile",
             str(self.data_dir / "server.pid"),
         ]
+        if self.host != LOOPBACK:
+            # Its own address for everything: what it listens on, what its replication and cluster-bus
+            # connections come from (so a firewall rule by address cuts exactly one node's links), and
+            # what it tells the cluster. Only ever inside a private network namespace with nothing but
+            # loopback (bench.netns), where protected mode has nothing to protect against.
+            args += ["--bind-source-addr", self.host, "--protected-mode", "no"]
+            if self.config.get("cluster-enabled") == "yes":
+                args += ["--cluster-announce-ip", self.host]
         for key, value in self.config.items():
             args += [f"--{key}", str(value)]
         return args
@@ -276,9 +286,9 @@ class RedisServer:
         """Start and wait up to ``wait`` s (default: :func:`start_timeout`) for PING; a server that
         does not answer in time (or a Ctrl-C meanwhile) is stopped before the error propagates."""
         wait = start_timeout() if wait is None else wait
-        check_port_free(self.port)
+        check_port_free(self.port, host=self.host)
         if self.config.get("cluster-enabled") == "yes":
-            check_port_free(self.port + 10000, "cluster bus port")
+            check_port_free(self.port + 10000, "cluster bus port", host=self.host)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._proc = subprocess.Popen(
             self.argv(),
@@ -296,7 +306,7 @@ class RedisServer:
             raise
 
     def client(self, timeout: float = 2.0) -> redis.Redis:
-        return redis.Redis(host=LOOPBACK, port=self.port, socket_timeout=timeout, socket_connect_timeout=timeout)
+        return redis.Redis(host=self.host, port=self.port, socket_timeout=timeout, socket_connect_timeout=timeout)
 
     def wait_ready(self, wait: float) -> None:
         deadline = time.monotonic() + wait

@@ -12,7 +12,8 @@ translate (``RedisClusterException`` is not a ``RedisError``). Kinds, by typed e
 - ``AccessDenied``: ``auth`` (NOAUTH, WRONGPASS, NOPERM, failed AUTH)
 - ``PayloadTooLarge``: ``payload_too_large`` (over ``max_payload_bytes``; raised before sending)
 - ``QueueUnavailable``: ``connection_refused``, ``connection_lost``, ``timeout``, ``clusterdown``,
-  ``cluster_unreachable``, ``tryagain``, ``moved``, ``readonly``, ``not_replicated``
+  ``cluster_unreachable``, ``tryagain``, ``moved``, ``readonly``, ``not_replicated``, ``noreplicas``
+  (the master refused the write: fewer good replicas than ``min-replicas-to-write``)
 - ``TaskQueueError``: ``other``
 
 Only ``AMBIGUOUS_KINDS`` leave a write's outcome unknown; every other kind is a rejection.
@@ -121,6 +122,7 @@ UNAVAILABLE_KINDS = frozenset(
         "moved",
         "readonly",
         "not_replicated",
+        "noreplicas",
     }
 )
 
@@ -198,6 +200,8 @@ def classify(exc: BaseException) -> str:
         return "auth"
     if isinstance(exc, rex.OutOfMemoryError) or message.startswith("OOM") or "-OOM" in message or " OOM " in message:
         return "oom"
+    if _has_code(message, "NOREPLICAS"):  # min-replicas-to-write: refused, nothing was written
+        return "noreplicas"
     if isinstance(exc, rex.ClusterDownError) or "CLUSTERDOWN" in message:
         return "clusterdown"
     if isinstance(exc, rex.TryAgainError) or message.startswith("TRYAGAIN"):

@@ -112,19 +112,14 @@ def test_bad_input_exit_2(tmp_path: Path, make: str | None, args: list[str], nee
     assert needle in done.stderr and "Traceback" not in done.stderr
 
 
-def test_notebook_executes_headless(tmp_path: Path) -> None:
+def test_notebook_executes_headless(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No BENCH_RUN_DIR and no run under results/ (an empty folder here): the committed sample, named as such."""
     nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    path = ROOT / "notebooks" / "explore-run.ipynb"
-    nb = nbformat.read(path, as_version=4)
+    nb = nbformat.read(ROOT / "notebooks" / "explore-run.ipynb", as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "ship notebooks with outputs cleared"
-    client = nbclient.NotebookClient(
-        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
-    )
-    client.execute()
-    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    text = run_notebook(monkeypatch, BENCH_RESULTS_DIR=str(tmp_path))
+    assert "(the committed sample (no run under" in text
     assert "smoke - complete - 4 cells" in text
-    assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
 
 
 # -- charts: assert the plotted data, not PNG bytes ------------------------------------------------------------------
@@ -350,3 +345,166 @@ def test_latency_vs_load_leaves_out_a_rate_not_reached(tmp_path: Path) -> None:
     p99 = next(line for line in ax.get_lines() if line.get_label() == "p99")
     assert list(p99.get_xdata()) == [500, 2000]
     assert "4,000/s not reached\n(achieved 2,870/s)" in [t.get_text() for t in ax.texts]
+
+
+# -- one results format: a Locust run folder is a one-cell run for every reader ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def locust_run(standalone, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real results/locust-* folder: locust -f locustfiles/queue.py --headless, as users run it."""
+    out = tmp_path_factory.mktemp("locust") / "locust-20260101T100000Z"
+    done = subprocess.run(
+        [
+            *[sys.executable, "-m", "locust", "-f", "locustfiles/queue.py", "--headless", "-u", "4", "-r", "4"],
+            *["-t", "3s", "--redis-url", standalone.url, "--queue-name", "charts-locust", "--pool-size", "8"],
+            *["--warmup", "1", "--audit", "true", "--results-dir", str(out)],
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["kind"] == "load-run"
+    return out
+
+
+LOCUST_CELL = "locust standalone, 4 users, pool 8"
+
+
+def test_a_locust_run_folder_is_a_one_cell_run(locust_run: Path, tmp_path: Path) -> None:
+    from bench.runs import load_run
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(locust_run, a)
+    shutil.copytree(locust_run, b)
+    run = load_run(a)
+    (cell,) = run.cells
+    assert cell["id"] == LOCUST_CELL and cell["params"]["warmup"] == 1.0 and run.repeat_dirs(cell) == [a]
+    assert run.timeseries(cell) and {"enqueue", "dequeue", "ack"} <= set(run.histograms(cell))
+    done = bench("plot", str(a))
+    assert done.returncode == 0, done.stderr
+    for name in ("throughput", "latency-spectrum"):
+        assert (a / "charts" / f"{name}.png").stat().st_size > 10_000
+    done = bench("report", str(a))
+    assert done.returncode == 0, done.stderr
+    md = (a / "report.md").read_text()
+    assert LOCUST_CELL in md and "## Task audit during the load" in md and "LOST" not in md
+    assert "<table>" in (a / "report.html").read_text()
+    done = bench("compare", str(a), str(b))
+    assert done.returncode == 0, done.stderr
+    assert "locust standalone" in done.stdout and "same" in done.stdout
+
+
+def run_notebook(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.delenv("BENCH_RUN_DIR", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    nb = nbformat.read(ROOT / "notebooks" / "explore-run.ipynb", as_version=4)
+    client = nbclient.NotebookClient(
+        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
+    )
+    client.execute()
+    assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def test_notebook_opens_the_newest_run_a_locust_folder_too(
+    locust_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench.runs import latest_run
+
+    results = tmp_path / "results"
+    shutil.copytree(SAMPLE, results / "older")
+    shutil.copytree(locust_run, results / locust_run.name)
+    (results / "samples").mkdir()
+    assert latest_run(results) == results / locust_run.name
+    assert latest_run(tmp_path / "nothing-here") is None
+    text = run_notebook(monkeypatch, BENCH_RESULTS_DIR=str(results))
+    assert f"run {results / locust_run.name} (the newest run under {results})" in text
+    assert f"{locust_run.name} - " in text and " - 1 cells" in text and LOCUST_CELL in text, text
+
+
+# -- micro-benchmarks: only when asked, batch calls in tasks/s ------------------------------------------------------
+
+
+def benchmark_json(path: Path) -> Path:
+    def entry(name: str, group: str, ops: float, **extra: Any) -> dict[str, Any]:
+        return {"name": name, "param": name, "group": group, "stats": {"ops": ops}, "extra_info": extra}
+
+    data = {
+        "benchmarks": [
+            entry("standalone-100B-enqueue", "enqueue vs LPUSH standalone 100B", 5000.0),
+            entry("standalone-100B-raw_LPUSH", "enqueue vs LPUSH standalone 100B", 8000.0),
+            entry(
+                "standalone-100B-enqueue_many100",
+                "enqueue_many(100) vs LPUSH(100 values) standalone 100B",
+                100.0,
+                tasks_per_call=100,
+            ),
+        ]
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_microbenchmarks_only_when_asked_and_batches_in_tasks_per_s(run_copy: Path, tmp_path: Path) -> None:
+    from bench import plots
+
+    cwd = tmp_path / "elsewhere"
+    benchmark_json(cwd / "results" / "benchmarks" / "Linux-CPython" / "0001_x.json")
+
+    def plot(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "bench", "plot", str(run_copy), *args]
+        return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+    assert plot().returncode == 0
+    assert not (run_copy / "charts" / "microbenchmarks.png").exists()  # a results/benchmarks nearby: not asked for
+    done = plot("--only", "microbenchmarks", "--benchmarks", "latest")
+    assert done.returncode == 0, done.stderr
+    assert (run_copy / "charts" / "microbenchmarks.png").exists()
+    done = plot("--only", "microbenchmarks")
+    assert done.returncode == 2 and "needs --benchmarks" in done.stderr
+    fig = plots.microbenchmarks(cwd / "results" / "benchmarks" / "Linux-CPython" / "0001_x.json")
+    assert fig is not None
+    ax = fig.axes[0]
+    widths = {label.get_text(): bar.get_width() for label, bar in zip(ax.get_yticklabels(), ax.patches, strict=True)}
+    assert widths == {
+        "enqueue  (standalone 100B)": 5000.0,
+        "raw LPUSH  (standalone 100B)": 8000.0,
+        "enqueue many100  (standalone 100B, 100 tasks per call)": 10_000.0,  # 100 calls/s x 100 tasks
+    }
+    assert "tasks per second" in ax.get_xlabel()
+
+
+# -- the demo's pool-size sweep: only the pool varies along a line ---------------------------------------------------
+
+
+def test_demo_pool_sweep_is_one_line_per_backend(tmp_path: Path) -> None:
+    from bench import plots, scenario
+    from bench.runs import Run
+
+    demo = scenario.load("demo")
+    cells = []
+    for c in demo.cells:
+        rate = 1000.0 * c.params["pool_size"] ** 0.2
+        ops = {"enqueue": {"ops_per_s": rate, "p99_us": 1e6 / rate}}
+        cells.append({"id": c.id, "params": c.params, "ops": ops, "errors": {}, "audit": {}, "complete": True})
+    summary = {"kind": "scenario-run", "scenario": "demo", "complete": True, "cells": cells}
+    fig = plots.pool_sizes([Run(tmp_path, summary)])
+    assert fig is not None
+    lines = {str(line.get_label()): list(line.get_xdata()) for line in fig.axes[0].get_lines()}
+    assert lines == {
+        "blocking, cluster, 20 users": [1, 2, 5, 20, 50],
+        "blocking, standalone, 20 users": [1, 2, 5, 20, 50],
+    }
+    sweep = [c for c in demo.cells if c.params["fault"] == "none" and c.params["maxmemory"] == "0"]
+    for backend in ("standalone", "cluster"):
+        mine = [c.params for c in sweep if c.params["backend"] == backend]
+        varied = {k for k in mine[0] if len({str(p[k]) for p in mine}) > 1}
+        assert varied == {"pool_size"}, varied  # only the pool size differs along a line

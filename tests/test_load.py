@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.servers import free_port
+from taskqueue import TaskQueue
 
 LOCUST = [sys.executable, "-m", "locust", "-f", "locustfiles/queue.py"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,8 +48,10 @@ def check_results(out: Path, locust_csv: Path | None = None) -> dict:
     assert all(node["server_version"] for node in effective["servers"]["nodes"].values())
     if locust_csv is not None:  # every operation Locust counted is in the HDR histograms, no more, no less
         counts = locust_counts(locust_csv)
-        for op in ("enqueue", "dequeue", "ack", "e2e"):
+        for op in ("enqueue", "dequeue", "ack"):
             assert ops[op]["count"] == counts[op], (op, ops[op]["count"], counts[op])
+        assert "e2e" not in counts  # end-to-end latency is not a Locust request (only in the results)
+        assert ops["e2e"]["count"] == ops["dequeue"]["count"]
     return summary
 
 
@@ -300,3 +303,40 @@ def test_long_run_streams_hlog_and_checkpoints_its_summary(standalone, tmp_path:
         assert sum(h.get_total_count() for _, _, h in intervals) == final["ops"][op]["count"]
         assert all(0 < length <= 1.0 for _, length, _ in intervals)
     assert (out / "hlog" / "enqueue.hlog").read_text().startswith("#[TaskQueue Bench: enqueue latency")
+
+
+def test_tags_produce_runs_only_producers_and_counts_every_stored_task(standalone, tmp_path: Path) -> None:
+    """``--tags produce``: only producers run (no "No tasks defined" from the consumers). With
+    the locustfile's default --stop-timeout, users finish their call at the stop: every task in
+    Redis was counted, none more. The log ends with the µs table and where the results are."""
+    out = tmp_path / "run"
+    name = f"load-tags-{tmp_path.name}"
+    done = run_locust(
+        *["--headless", "-u", "4", "-r", "4", "-t", "3s", "--tags", "produce", "--redis-url", standalone.url],
+        *["--queue-name", name, "--results-dir", str(out), "--json-file", str(tmp_path / "locust")],
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "No tasks defined" not in done.stderr and "Traceback" not in done.stderr
+    assert '"ProducerUser": 4' in done.stderr  # Locust's "All users spawned" line
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["ops"]) == {"enqueue"}
+    assert locust_counts(tmp_path / "locust.json") == {"enqueue": summary["ops"]["enqueue"]["count"]}
+    queue = TaskQueue(redis_url=standalone.url, name=name)
+    try:
+        assert (queue.depth(), queue.inflight()) == (summary["ops"]["enqueue"]["count"], 0)
+    finally:
+        queue.purge()
+        queue.close()
+    log = done.stderr
+    assert f"TaskQueue µs results in {out}/" in log
+    table = log.split(f"TaskQueue µs results in {out}/", 1)[1].splitlines()
+    assert table[1].split()[:4] == ["operation", "count", "ops/s", "p50"]
+    assert table[2].split()[0] == "enqueue" and table[2].split()[1] == f"{summary['ops']['enqueue']['count']:,}"
+    assert log.rstrip().endswith(f"are in the results folder(s): {out}/")  # the last words, after Locust's tables
+
+
+def test_tags_that_leave_no_user_stop_before_load(tmp_path: Path) -> None:
+    done = run_locust("--headless", "-u", "1", "-t", "2s", "--tags", "nothing", "--results-dir", str(tmp_path / "r"))
+    assert done.returncode == 2, done.stderr[-1000:]
+    assert "--tags/--exclude-tags leave no user with a task" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "r").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -272,3 +273,89 @@ def render(table: Any) -> str:
 def test_run_table_unavailable_is_the_success_gap(tmp_path: Path) -> None:
     text = render(run_table(run_of(tmp_path, [faulted_cell()]).summary))
     assert "4.30" in text and "1.60" not in text
+
+
+class Tags(HTMLParser):
+    """Every element opened and closed, in order: a report whose tags do not balance is not valid HTML."""
+
+    VOID = {"meta", "img", "br", "hr", "link", "input"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.seen: list[str] = []
+        self.problems: list[str] = []
+        self.title = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.seen.append(tag)
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.seen.append(tag)  # <img ... />: a void element, valid in HTML5
+        if tag not in self.VOID:
+            self.problems.append(f"<{tag}/> is not a void element")
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.problems.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        if self.stack and self.stack[-1] == "title":
+            self.title += data
+
+
+def test_report_html_is_valid_markup_from_markdown_it(tmp_path: Path) -> None:
+    pool = [
+        cell(f"pool {n}", enqueue=op(100.0 * n, 5000.0 / n), params={"users": 20, "pool_size": n}) for n in (1, 2, 20)
+    ]
+    run = run_of(tmp_path, [*pool, cell("mem", params={"maxmemory": "6mb"})], name="html")
+    (run.path / "charts").mkdir()
+    (run.path / "charts" / "throughput.png").write_bytes(b"\x89PNG\r\n\x1a\nfake")
+    report.write_report(run.path)
+    page = (run.path / "report.html").read_text()
+    tags = Tags()
+    tags.feed(page)
+    tags.close()
+    assert tags.problems == [] and tags.stack == [], (tags.problems, tags.stack)
+    assert tags.title == "synthetic: TaskQueue benchmark report"
+    assert {"html", "head", "body", "h1", "ul", "li", "table", "thead", "tbody", "th", "td", "img"} <= set(tags.seen)
+    assert "<li>pool sweep (standalone, 20 users, non-blocking pool): enqueue throughput peaks at 2,000/s" in page
+    assert 'src="data:image/png;base64,' in page and 'src="charts/' not in page
+    md = "Some **bold**, `code` and *emphasis* <script>alert(1)</script>\n\n- one\n- two\n"
+    body = report.to_html(md, tmp_path, "t <x>")
+    assert "<strong>bold</strong>" in body and "<code>code</code>" in body and "<em>emphasis</em>" in body
+    assert "<script>" not in body and "<title>t &lt;x&gt;</title>" in body
+    assert "<ul>\n<li>one</li>\n<li>two</li>\n</ul>" in body
+
+
+def test_a_locust_run_summary_reads_as_one_cell(tmp_path: Path) -> None:
+    """The wrapping in bench.runs.load_run alone (the real Locust folder is in test_charts)."""
+    from bench.runs import load_run
+
+    load = {
+        "kind": "load-run",
+        "complete": True,
+        "started_at": "2026-01-01T10:00:00+00:00",
+        "elapsed_s": 4.0,
+        "warmup_s": 1.0,
+        "options": {"backend": "auto", "pool_size": 8, "pool_blocking": True, "batch_size": 1, "payload_bytes": 100},
+        "locust": {"users": 6, "workers": 0, "run_time_s": 4},
+        "effective": {"queue": {"backend": "cluster"}, "servers": {"nodes": {"a": {"maxmemory": 0}}}},
+        "audit_during_load": {"enqueued_ok": 10, "undelivered": 3},
+        "ops": {"enqueue": op(1000.0, 500.0)},
+        "errors": {},
+    }
+    folder = tmp_path / "locust-x"
+    folder.mkdir()
+    (folder / "summary.json").write_text(json.dumps(load))
+    run = load_run(folder)
+    (c,) = run.cells
+    assert run.is_load_run and run.repeat_dirs(c) == [folder]
+    assert c["id"] == "locust cluster, 6 users, pool 8, blocking"
+    assert c["params"]["backend"] == "cluster" and c["params"]["warmup"] == 1.0 and c["params"]["maxmemory"] == "0"
+    md = report.markdown(run)
+    assert "## Task audit during the load" in md and "| 10 |" in md and "LOST" not in md

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -198,3 +200,38 @@ def test_a_file_that_is_not_utf8(tmp_path: Path) -> None:
     bad.write_bytes(b"name = '\xff\xfe'\n")
     with pytest.raises(UsageError, match="not UTF-8 text"):
         scenario.load(str(bad))
+
+
+def test_show_writes_the_file_verbatim_so_it_can_be_run(tmp_path: Path) -> None:
+    """`bench scenarios --show failover > x.toml && bench run x.toml --duration 3`: plain stdout, no wrapping, even
+    when piped at 80 columns; the copy is valid TOML and its fault time still fits a 3 s run."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "scenarios", "--show", "failover"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (scenario.BUILTIN_DIR / "failover.toml").read_text(encoding="utf-8")
+    copy = tmp_path / "x.toml"
+    copy.write_text(done.stdout, encoding="utf-8")
+    tomllib.loads(done.stdout)
+    loaded = scenario.load(str(copy), {"duration": 3})
+    assert {c.params["duration"] for c in loaded.cells} == {3.0}
+    assert scenario.origin(loaded) == f"scenario file {copy}"
+
+
+def test_builtin_names_resolve_before_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "smoke").mkdir()  # e.g. left by `bench run smoke --out smoke`
+    assert scenario.locate("smoke") == scenario.BUILTIN_DIR / "smoke.toml"
+    assert scenario.origin(scenario.load("smoke")) == "built-in scenario smoke"
+    (tmp_path / "mine.toml").write_text("[params]\nduration = 2\n")
+    assert scenario.locate("mine.toml") == Path("mine.toml")
+    assert scenario.locate(str(tmp_path / "mine.toml")) == tmp_path / "mine.toml"
+    (tmp_path / "folder.toml").mkdir()
+    with pytest.raises(UsageError, match="is a folder, not a scenario file"):
+        scenario.locate("folder.toml")
+    with pytest.raises(UsageError, match="unknown scenario 'nope'"):
+        scenario.locate("nope")
