@@ -132,6 +132,9 @@ class RQAdapter:
         self.redis = redis.Redis.from_url(url, max_connections=pool_size)
         self.queue = Queue(queue_name, connection=self.redis)
         self.worker = Worker([self.queue], connection=self.redis)
+        # An RQ worker renames its process (setproctitle) for every job: this one runs inside the
+        # load process, which must keep its own name (ps, port owners, the password scrubbing).
+        self.worker.procline = lambda message: None  # type: ignore[method-assign]
         self._ids = IdFactory()
 
     def new_id(self) -> str:

@@ -56,8 +56,9 @@ def _capacity_index(config: dict[str, Any]) -> int | None:
 
 
 def capacity_curves(runs: list[Run]) -> Figure | None:
-    """Corrected enqueue latency (the SLO's percentile, and p50) vs achieved rate: passing steps filled,
-    failed ones hollow, harness-bound ones as crosses, the capacity as a star; the SLO as a red line."""
+    """One panel per configuration, all on the same axes: corrected enqueue latency at the SLO's percentile
+    (solid) and p50 (dashed) against the achieved rate, one point per step: passed filled, failed hollow,
+    harness-bound crosses; the capacity a star with a dotted line down to its rate; the SLO a red line."""
     configs = [
         (run, c) for run in runs if run.summary.get("kind") == "capacity-run" for c in run.summary["configurations"]
     ]
@@ -65,72 +66,92 @@ def capacity_curves(runs: list[Run]) -> Figure | None:
     if not configs:
         return None
     slos = {k: float(v) for run in runs for k, v in ((run.summary.get("criteria") or {}).get("slo") or {}).items()}
-    first = next((k for k in ("p99", "p99.9", "p99.99", "p90") if k in slos), "p99")
-    panels = [(first, {v: k for k, v in NAMES.items()}[first]), ("p50", "p50_us")]
-    fig, axes = plt.subplots(1, 2, figsize=(15, 6.2), sharex=True)
+    name = next((k for k in ("p99", "p99.9", "p99.99", "p90", "p50") if k in slos), "p99")
+    key = {v: k for k, v in NAMES.items()}[name]
+    cols = min(3, len(configs))
+    rows = math.ceil(len(configs) / cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(max(5.6 * cols, 11.5), 4.3 * rows + 1.2), sharex=True, sharey=True, squeeze=False
+    )
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     many = len(runs) > 1
     xs_all: list[float] = []
-    for ax, (name, key) in zip(axes, panels, strict=True):
-        values: list[float] = []
-        for i, (run, config) in enumerate(configs):
-            color = colors[i % len(colors)]
-            points = _points(config)
-            label = config["id"] + (f" ({run.name})" if many else "")
-            ys = [p["corrected"].get(key) for p in points]
-            xs_all += [p["x"] for p in points]
+    values: list[float] = list(slos.values())
+    for i, (ax, (run, config)) in enumerate(zip(axes.flat, configs, strict=False)):
+        color = colors[i % len(colors)]
+        points = _points(config)
+        xs_all += [p["x"] for p in points]
+        latest = {p["rate"]: p for p in sorted(points, key=lambda p: p["index"])}  # a re-run supersedes
+        line = [latest[r] for r in sorted(latest)]
+        for k, style, width in ((key, "-", 1.4), ("p50_us", "--", 1.0)):
+            ys = [p["corrected"].get(k) for p in points]
             values += [y for y in ys if y]
-            latest = {p["rate"]: p for p in sorted(points, key=lambda p: p["index"])}  # a re-run supersedes
-            line = [latest[r] for r in sorted(latest)]
-            line_ys = [p["corrected"].get(key) or math.nan for p in line]
-            ax.plot([p["x"] for p in line], line_ys, "-", color=color, lw=1.2, alpha=0.6, label=label)
+            ax.plot(
+                [p["x"] for p in line],
+                [p["corrected"].get(k) or math.nan for p in line],
+                style,
+                color=color,
+                lw=width,
+                alpha=0.7,
+            )
+            size = 1.0 if k == key else 0.7
             for p, y in zip(points, ys, strict=True):
                 if not y:
                     continue
                 if p["harness"]:
-                    ax.plot([p["x"]], [y], "x", color=color, ms=8, mew=2)
+                    ax.plot([p["x"]], [y], "x", color=color, ms=8 * size, mew=2 * size)
                 elif p["passed"]:
-                    ax.plot([p["x"]], [y], "o", color=color, ms=5)
+                    ax.plot([p["x"]], [y], "o", color=color, ms=5 * size)
                 else:
-                    ax.plot([p["x"]], [y], "o", mfc="white", mec=color, ms=6, mew=1.5)
-            cap_index = _capacity_index(config)
-            cap = next((p for p in points if p["index"] == cap_index), None)
-            if cap is not None and cap["corrected"].get(key):
-                y = cap["corrected"][key]
-                ax.plot([cap["x"]], [y], "*", color=color, ms=17, mec="black", mew=0.8, zorder=5)
-                bound = (config.get("capacity") or {}).get("lower_bound")
-                text = ("≥ " if bound else "") + f"{cap['rate']:,.0f}/s"
-                ax.annotate(text, (cap["x"], y), xytext=(6, -12), textcoords="offset points", fontsize=8, color=color)
-        limit = slos.get(name)
-        if limit:
-            ax.axhline(limit, color="tab:red", lw=1.5, ls="--", zorder=1)
+                    ax.plot([p["x"]], [y], "o", mfc="white", mec=color, ms=6 * size, mew=1.5 * size)
+        cap = next((p for p in points if p["index"] == _capacity_index(config)), None)
+        if cap is not None and cap["corrected"].get(key):
+            ax.plot([cap["x"]], [cap["corrected"][key]], "*", color=color, ms=18, mec="black", mew=0.8, zorder=5)
+            ax.axvline(cap["x"], color=color, ls=":", lw=1.2)
+        for slo_name, limit in slos.items():
+            ax.axhline(limit, color="tab:red", lw=1.4, ls="--", zorder=1)
             ax.annotate(
-                f"SLO {name} ≤ {_us_text(limit)}",
+                f"SLO {slo_name} ≤ {_us_text(limit)}",
                 (0.01, limit),
                 xycoords=ax.get_yaxis_transform(),
-                xytext=(2, 4),
+                xytext=(2, 3),
                 textcoords="offset points",
-                fontsize=9,
+                fontsize=8,
                 color="tab:red",
             )
-            values.append(limit)
-        latency_axis(ax, values, label=f"enqueue {name}, corrected: from the intended send (log)")
-        ax.set_title(f"corrected {name}" + (" (the SLO percentile)" if limit else ""))
+        ax.set_title(_panel_title(config, run if many else None), fontsize=10, color=color)
         ax.grid(True, which="major", alpha=0.3)
-    _rate_axis(axes[0], xs_all)
-    _rate_axis(axes[1], xs_all)
-    handles, _ = axes[0].get_legend_handles_labels()
-    handles += [
+    for ax in list(axes.flat)[len(configs) :]:
+        ax.set_visible(False)
+    first = axes.flat[0]
+    latency_axis(first, values)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"enqueue latency, corrected (log)\n{name} solid, p50 dashed")
+    for ax in axes.flat[: len(configs)]:
+        _rate_axis(ax, xs_all)
+    handles = [
+        Line2D([], [], color="gray", lw=1.4, label=f"corrected {name} (from the intended send)"),
+        Line2D([], [], color="gray", lw=1.0, ls="--", label="corrected p50"),
         Line2D([], [], ls="", marker="o", color="gray", label="step passed"),
         Line2D([], [], ls="", marker="o", mfc="white", mec="gray", label="step failed"),
-        Line2D([], [], ls="", marker="x", color="gray", mew=2, label="failed, harness-bound (server not saturated)"),
-        Line2D([], [], ls="", marker="*", color="gray", mec="black", ms=14, label="capacity (highest passing rate)"),
+        Line2D([], [], ls="", marker="x", color="gray", mew=2, label="failed, harness-bound: server not saturated"),
+        Line2D([], [], ls="", marker="*", color="gray", mec="black", ms=14, label="capacity (passed twice)"),
     ]
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=9, frameon=False)
     text = ", ".join(f"{k} ≤ {_us_text(v)}" for k, v in slos.items())
-    _title(fig, f"Capacity at the SLO ({text}): latency vs achieved rate, open loop", runs)
-    fig.tight_layout(rect=(0, 0.03 + 0.035 * math.ceil((len(configs) + 4) / 3), 1, 0.95))
+    _title(fig, f"Capacity at {text}: corrected latency vs achieved rate (open loop, one point per step)", runs)
+    fig.tight_layout(rect=(0, 0.9 / (4.3 * rows + 1.2), 1, 1 - 0.55 / (4.3 * rows + 1.2)))
     return fig
+
+
+def _panel_title(config: dict[str, Any], run: Run | None) -> str:
+    capacity = config.get("capacity") or {}
+    rate = capacity.get("rate")
+    head = config["id"] + (f" ({run.name})" if run is not None else "")
+    if rate is None:
+        return f"{head}\nno step passed (limit: {capacity.get('limit', '?')})"
+    bound = "≥ " if capacity.get("lower_bound") else ""
+    return f"{head}\ncapacity {bound}{rate:,.0f}/s, limit: {capacity.get('limit')}"
 
 
 class RateLocator(Log125Locator):

@@ -10,6 +10,7 @@ from typing import Any
 
 from .partition_loss import report_section as loss_section
 from .report_tables import (
+    capacity_findings,
     capacity_section,
     counters_note,
     fault_section,
@@ -214,7 +215,9 @@ def markdown(run: Run) -> str:
         ]
     parts += [f"> **WARNING: {w}.**\n" for c in run.cells if (w := rate_warning(c))]
     parts += capacity_section(s)  # a capacity run: its answer first; cells below are configurations at capacity
-    said = findings(run) or ["nothing to compare: no pair of cells that differ in one setting"]
+    said = (capacity_findings(s) if s.get("kind") == "capacity-run" else findings(run)) or [
+        "nothing to compare: no pair of cells that differ in one setting"
+    ]
     parts += ["## Findings", ""] + [f"- {f}" for f in said] + [""]
     rows = []
     for c in run.cells:

@@ -265,6 +265,26 @@ def capacity_rows(summary: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def capacity_findings(summary: dict[str, Any]) -> list[str]:
+    """A capacity run's headlines: each configuration's capacity, its ratio to the best and what limited it."""
+    slo = (summary.get("criteria") or {}).get("slo_text", "the SLO")
+    out = []
+    for row, config in zip(capacity_rows(summary), summary.get("configurations") or [], strict=False):
+        cap = config.get("capacity") or {}
+        if cap.get("rate") is None:
+            out.append(f"{row[0]}: no rate met {slo}, down to {row[5]}")
+            continue
+        text = f"{row[0]}: {row[1]} tasks/s at {slo} ({row[2]} the best), "
+        if cap.get("harness_bound"):
+            text += "harness-bound: the load generator's ceiling on this host, not the queue's"
+        else:
+            text += f"limited by {row[3]}"
+        out.append(text)
+    if out:
+        out.append("one run, steps measured once (twice at the capacity): noise unknown beyond that re-run")
+    return out
+
+
 def capacity_section(summary: dict[str, Any]) -> list[str]:
     if summary.get("kind") != "capacity-run" or not summary.get("configurations"):
         return []
@@ -277,8 +297,9 @@ def capacity_section(summary: dict[str, Any]) -> list[str]:
         table(headers, capacity_rows(summary)),
         "",
         f"Open-loop rate search: steps × {search.get('factor')} from {n(search.get('start_rate'))}/s until a step "
-        f"fails, then bisection to {100 * (search.get('resolution') or 0):g} %, and the capacity re-run once to "
-        f"confirm it; every step {search.get('step_s')} s measured after {search.get('warmup_s')} s warm-up, on the "
+        f"fails, then bisection to {100 * (search.get('resolution') or 0):g} %; then the first failing rate is run "
+        "again (unless harness-bound) and so is the capacity, which must pass again; every step "
+        f"{search.get('step_s')} s measured after {search.get('warmup_s')} s warm-up, on the "
         "same backend flushed before each step. A step passes when the rate was reached (issued ≥ "
         f"{100 * (crit.get('min_coverage') or 0):g} % of planned), the coordinated-omission-corrected enqueue "
         f"percentile is within {crit.get('slo_text')}, the error rate is at most {crit.get('max_error_rate')}, and "

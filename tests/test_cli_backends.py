@@ -59,7 +59,7 @@ def test_port_taken_names_the_owner(tmp_path: Path) -> None:
         port = sock.getsockname()[1]
         done = bench("up", "standalone", "--port", str(port), "--state-dir", str(tmp_path))
     assert done.returncode == 2
-    assert f"port {port}" in done.stderr and "in use by" in done.stderr and "python" in done.stderr.lower()
+    assert f"port {port}" in done.stderr and "in use by" in done.stderr and f"(pid {os.getpid()})" in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 

@@ -239,8 +239,8 @@ def test_sigkill_mid_cell_kills_locust_its_workers_and_the_servers(bench_run) ->
     fork; a worker whose master died runs on for Locust's 60 s heartbeat timeout)."""
     run = bench_run(STANDALONE + "processes = 2\n")
     run.wait_for("load (Locust stats history)", lambda: _history_rows(run) >= 0)
-    locusts = [cmd for cmd in run.tree.alive().values() if _is_locust(cmd)]
-    assert len(locusts) == 3, f"expected a Locust master and 2 workers: {run.tree.alive()}"
+    # the workers fork a moment after the master starts its history: wait for all three
+    run.wait_for("a Locust master and 2 workers", lambda: sum(map(_is_locust, run.tree.alive().values())) == 3)
     assert run.signal(signal.SIGKILL) == -signal.SIGKILL
     run.assert_nothing_left()
     assert run.summary()["complete"] is False  # written at the start, never completed

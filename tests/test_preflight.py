@@ -7,6 +7,7 @@ answers (timeout), a redis-server with requirepass (auth). The checks are read-o
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import subprocess
 import sys
@@ -231,7 +232,7 @@ def test_port_in_use_by_a_listener_names_it() -> None:
         with pytest.raises(UsageError) as info:
             check_port_free(port)
     assert f"port {port} on 127.0.0.1 is already in use by" in str(info.value)
-    assert "python" in str(info.value).lower()
+    assert f"(pid {os.getpid()})" in str(info.value)  # this process holds it
 
 
 def test_port_held_by_a_client_connection_is_not_called_in_use() -> None:
