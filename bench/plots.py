@@ -125,27 +125,47 @@ def latency_spectrum(runs: list[Run]) -> Figure | None:
     fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 4.6 * rows), squeeze=False)
     xs = [1 / (1 - p / 100) for p in PERCENTILES]
     styles = ["-", "--", ":", "-."]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    handles: dict[str, Any] = {}  # one legend for the figure: a cell keeps its colour in every panel
     for ax, op in zip(axes.flat, ops, strict=False):
         values: list[float] = []
         for run_index, run in enumerate(runs):
-            for r, c, h in items:
-                if r is run and op in h and h[op].get_total_count():
-                    ys = [h[op].get_value_at_percentile(p) for p in PERCENTILES]
-                    values += ys
-                    ax.plot(xs, ys, styles[run_index % 4], marker="o", ms=3, label=cell_label(c, r, len(runs) > 1))
+            for index, (r, c, h) in enumerate(items):
+                count = h[op].get_total_count() if op in h else 0
+                if r is not run or not count:
+                    continue
+                # A percentile needs samples beyond it: the 99.99th of 7,000 samples is just the max.
+                shown = [i for i, p in enumerate(PERCENTILES) if count * (1 - p / 100) >= 1]
+                ys = [h[op].get_value_at_percentile(PERCENTILES[i]) for i in shown]
+                values += ys
+                label = cell_label(c, r, len(runs) > 1)
+                line = ax.plot(
+                    [xs[i] for i in shown], ys, styles[run_index % 4], marker="o", ms=3, color=colors[index % 10]
+                )[0]
+                ax.annotate(
+                    f"n={count:,}",
+                    (xs[shown[-1]], ys[-1]),
+                    textcoords="offset points",
+                    xytext=(4, 0),
+                    fontsize=6,
+                    color=colors[index % 10],
+                    va="center",
+                )
+                handles.setdefault(label, line)
         ax.set_xscale("log")
         latency_axis(ax, values, label="latency (log)")
         ticks = sorted({0, *range(0, len(PERCENTILES), 2), len(PERCENTILES) - 1})
         ax.set_xticks([xs[i] for i in ticks], [f"{PERCENTILES[i]:g}%" for i in ticks])
         ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xlabel("percentile")
+        ax.set_xlabel("percentile (curves end where fewer than one sample lies beyond; n = samples)")
         ax.set_title(f"{op}" + (" (enqueue → dequeue, incl. queueing)" if op == "e2e" else ""))
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(ops) :]:
         ax.set_visible(False)
+    legend_rows = (len(handles) + 3) // 4
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(4, len(handles)), fontsize=8)
     _title(fig, "Latency percentile spectrum (HdrHistogram)", runs)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.035 * legend_rows + 0.02, 1, 0.95))
     return fig
 
 
