@@ -16,13 +16,14 @@ A step passes when all of these hold:
   offered rate, and at least 1 task/s of slack): consumers kept up.
 
 A failed step is *harness-bound* when the server was not saturated (its busiest node used less than
-``server_saturated`` of a core) and either the rate was not reached, or the load generator itself was
-saturated (its busiest process used at least ``generator_saturated`` of a core), or the host had no CPU
-left (``host_saturated`` of all cores busy: on one machine the load and the servers share it) and not
-because of other processes (those using ``CONTENDED_CORES`` or more make the step *contended*, which is
-said with its verdict: its figures are not the queue's). Such a
-step says how far this load generator (on this machine) goes, not what the queue can take: a capacity
-whose next step up failed that way is a lower bound.
+``server_saturated`` of a core) and the load generator was out of CPU: the rate was not reached, or its
+busiest process used at least ``generator_saturated`` of a core, or the host had no CPU left
+(``host_saturated`` of all cores busy) while the load processes used at least ``generator_share`` cores
+between them (on one machine the load, the servers and any other work share the CPU: a load process
+starved of it sends late). A host saturated by other processes while the load used little CPU (a pool
+wait, say) is not the harness: such a step is *contended*, said with its verdict, and judged as measured.
+A harness-bound step says how far this load generator (on this machine) goes, not what the queue can
+take: a capacity whose next step up failed that way is a lower bound.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class Criteria:
     server_saturated: float = 0.8  # cores: the busiest server node at or above this is saturated
     generator_saturated: float = 0.9  # cores: the busiest load process at or above this is saturated
     host_saturated: float = 0.9  # share of all cores busy: the machine running the load has no CPU left
+    generator_share: float = 0.5  # cores the load processes use between them to count as starved on a full host
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +107,7 @@ class Criteria:
             "server_saturated_cores": self.server_saturated,
             "generator_saturated_cores": self.generator_saturated,
             "host_saturated_share": self.host_saturated,
+            "generator_share_cores": self.generator_share,
         }
 
 
@@ -193,10 +196,16 @@ def judge(step: Step, criteria: Criteria) -> Verdict:
     ]
     server_idle = step.server_cpu is not None and step.server_cpu < criteria.server_saturated
     generator_busy = step.generator_cpu is not None and step.generator_cpu >= criteria.generator_saturated
-    # The host out of CPU counts when this run took it (load + servers), not when other work on a shared
-    # machine did: that is contention, said in the reasons, and the step's figures are not to be trusted.
+    # A host out of CPU starves the load generator only if the load needs CPU: a load process waiting on
+    # something else (a pool, a slow server) is not held back by the other processes of a shared machine.
     contended = step.other_cpu is not None and step.other_cpu >= CONTENDED_CORES
-    host_busy = step.host_cpu is not None and step.host_cpu >= criteria.host_saturated and not contended
+    load_cpu = step.generator_cpu_total if step.generator_cpu_total is not None else step.generator_cpu
+    host_busy = (
+        step.host_cpu is not None
+        and step.host_cpu >= criteria.host_saturated
+        and load_cpu is not None
+        and load_cpu >= criteria.generator_share
+    )
     harness = bool(failed) and server_idle and (not rate_ok or generator_busy or host_busy)
     if harness:
         if not rate_ok:
@@ -204,7 +213,7 @@ def judge(step: Step, criteria: Criteria) -> Verdict:
         elif generator_busy:
             why = f"a load process used {step.generator_cpu:.2f} cores"
         else:
-            why = f"the host's CPU was {100 * (step.host_cpu or 0):.0f}% busy"
+            why = f"the host's CPU was {100 * (step.host_cpu or 0):.0f}% busy, the load using {load_cpu:.2f} cores"
         reasons.append(f"harness-bound: {why} while the busiest server node used only {step.server_cpu:.2f} cores")
     if failed and contended:
         reasons.append(f"host contended: other processes used {step.other_cpu:.2f} cores during the step")

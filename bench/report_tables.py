@@ -306,9 +306,9 @@ def capacity_section(summary: dict[str, Any]) -> list[str]:
         f"the queue depth grew by at most {100 * (crit.get('max_backlog_growth') or 0):g} % of the rate per second. "
         "Limit *harness-bound*: the next step up failed while the busiest server node used less than "
         f"{crit.get('server_saturated_cores')} of a core, with the rate not reached, a load process at "
-        f"≥ {crit.get('generator_saturated_cores')} cores or the host's CPU ≥ "
-        f"{100 * (crit.get('host_saturated_share') or 0.9):g} % busy (not by other processes): that is the load "
-        "generator's ceiling, so "
+        f"≥ {crit.get('generator_saturated_cores')} cores, or the host's CPU ≥ "
+        f"{100 * (crit.get('host_saturated_share') or 0.9):g} % busy while the load used ≥ "
+        f"{crit.get('generator_share_cores', 0.5)} cores: that is the load generator's ceiling, so "
         "the capacity is a lower bound (≥). *throughput*: the rate was not reached and the server was busy. "
         "Ratios are to the best configuration of this run; a lower bound bounds its ratio from one side only.",
         "",

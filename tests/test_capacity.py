@@ -199,14 +199,18 @@ def test_judge_each_criterion() -> None:
     assert not judge(slow, P99_5MS).harness_bound  # neither the load process nor the host was out of CPU
     host_full = judge(dataclasses.replace(slow, host_cpu=0.97, other_cpu=0.1), P99_5MS)
     assert host_full.harness_bound and host_full.limit == "harness-bound"
-    assert (
-        host_full.reasons[-1]
-        == "harness-bound: the host's CPU was 97% busy while the busiest server node used only 0.20 cores"
+    assert host_full.reasons[-1] == (
+        "harness-bound: the host's CPU was 97% busy, the load using 0.60 cores while the busiest server node used "
+        "only 0.20 cores"
     )
     assert not judge(dataclasses.replace(slow, host_cpu=0.97, server_cpu=0.85), P99_5MS).harness_bound
-    others = judge(dataclasses.replace(slow, host_cpu=0.97, other_cpu=1.2), P99_5MS)  # a shared, busy machine
-    assert not others.harness_bound and others.limit == "latency"
-    assert others.reasons[-1] == "host contended: other processes used 1.20 cores during the step"
+    starved = judge(dataclasses.replace(slow, host_cpu=0.97, other_cpu=1.2), P99_5MS)  # others took the CPU
+    assert starved.harness_bound and starved.reasons[-1] == (
+        "host contended: other processes used 1.20 cores during the step"
+    )
+    # a pool wait on a busy shared host: the load hardly used CPU, so the latency is the queue's
+    waiting = judge(dataclasses.replace(slow, generator_cpu=0.05, host_cpu=0.97, other_cpu=1.8), P99_5MS)
+    assert not waiting.harness_bound and waiting.limit == "latency"
     contended = judge(dataclasses.replace(ok, coverage=0.5, other_cpu=0.8), P99_5MS)
     assert contended.reasons[-1] == "host contended: other processes used 0.80 cores during the step"
 
