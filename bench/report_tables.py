@@ -229,7 +229,7 @@ def capacity_ratio(rate: float | None, lower: bool, best: float | None, best_low
         return "1.00×"
     r = rate / best
     if lower and best_lower:
-        return f"? ({r:.2f}× of two lower bounds)"
+        return f"{r:.2f}× (both ≥: no ratio)"
     return ("≥ " if lower else "≤ " if best_lower else "") + f"{r:.2f}×"
 
 
@@ -274,7 +274,7 @@ def capacity_findings(summary: dict[str, Any]) -> list[str]:
         if cap.get("rate") is None:
             out.append(f"{row[0]}: no rate met {slo}, down to {row[5]}")
             continue
-        text = f"{row[0]}: {row[1]} tasks/s at {slo} ({row[2]} the best), "
+        text = f"{row[0]}: {row[1]} tasks/s at {slo} ({row[2]} of the best), "
         if cap.get("harness_bound"):
             text += "harness-bound: the load generator's ceiling on this host, not the queue's"
         else:
