@@ -155,8 +155,8 @@ def _panel_title(config: dict[str, Any], run: Run | None) -> str:
 
 
 class RateLocator(Log125Locator):
-    """Rates on a log axis: 1-2-5 per decade; 1-2-3-5 when that leaves fewer than four ticks (never 1..9,
-    whose labels collide on a short axis)."""
+    """Rates on a log axis: 1-2-5 per decade; 1-2-3-5, then 1-1.5-2-3-4-5-7, when that leaves fewer than
+    four ticks (never 1..9, whose labels collide on a short axis)."""
 
     def tick_values(self, vmin: float, vmax: float) -> list[float]:
         lo, hi = sorted((vmin, vmax))
@@ -164,7 +164,7 @@ class RateLocator(Log125Locator):
             return list(super().tick_values(vmin, vmax))
         decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
         ticks: list[float] = []
-        for mantissas in ((1.0, 2.0, 5.0), (1.0, 2.0, 3.0, 5.0)):
+        for mantissas in ((1.0, 2.0, 5.0), (1.0, 2.0, 3.0, 5.0), (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0)):
             ticks = [m * 10.0**e for e in decades for m in mantissas if lo <= m * 10.0**e <= hi]
             if len(ticks) >= 4:
                 break
