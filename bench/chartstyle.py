@@ -110,3 +110,19 @@ def parse_memory(value: Any) -> int | None:
         return int(value)
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmg]?b?)\s*", str(value).lower())
     return int(float(match[1]) * MEMORY_UNITS[match[2]]) if match else None
+
+
+def event_label(ax: Any, t: float, name: str, color: str, gid: str | None = None) -> Any:
+    """A fault event's label at the top of ``ax``, just right of its line (both fault charts)."""
+    return ax.annotate(
+        name,
+        (t, 0.985),
+        xycoords=ax.get_xaxis_transform(),
+        xytext=(3, 0),
+        textcoords="offset points",
+        va="top",
+        fontsize=7,
+        color=color,
+        gid=gid,
+        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1},
+    )

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.text import Annotation
 
-from .chartstyle import cells, latency_axis, title
+from .chartstyle import cells, event_label, latency_axis, title
 from .runs import Run, cell_label
 
 MIN_SPAN_S = 0.25  # shorter (partial) buckets are left out: 3 operations in 28 ms is not a rate
@@ -251,20 +251,7 @@ def _timeline(fig: Figure, ax: Axes, strip: Axes, run: Run, cell: dict[str, Any]
     for t, name, color, linestyle in found:
         for a in (ax, strip):
             a.axvline(t, color=color, linestyle=linestyle, lw=1.1)
-        labels.append(
-            ax.annotate(
-                name,
-                (t, 0.985),
-                xycoords=ax.get_xaxis_transform(),
-                xytext=(3, 0),
-                textcoords="offset points",
-                va="top",
-                fontsize=7,
-                color=color,
-                gid="event-label",
-                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1},
-            )
-        )
+        labels.append(event_label(ax, t, name, color, gid="event-label"))
     latency_axis(ax2, p99s, label="p99 latency (dotted, log)")
     ax.set_ylim(0, max(peak, 1) * 1.05)
     ax.set_ylabel("operations / errors per second")

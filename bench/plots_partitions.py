@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from .acklog import AckLog
-from .chartstyle import cells, format_us, title
+from .chartstyle import cells, event_label, format_us, title
 from .plots_faults import place_labels
 from .runs import Run, cell_label
 
@@ -152,19 +152,7 @@ def _panel(fig: Figure, ax: Any, run: Run, cell: dict[str, Any], many: bool) -> 
     labels = []
     for t, name, color, style in _events(fault):
         ax.axvline(t, color=color, linestyle=style, lw=1.1)
-        labels.append(
-            ax.annotate(
-                name,
-                (t, 0.985),
-                xycoords=ax.get_xaxis_transform(),
-                xytext=(3, 0),
-                textcoords="offset points",
-                va="top",
-                fontsize=7,
-                color=color,
-                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1},
-            )
-        )
+        labels.append(event_label(ax, t, name, color))
     ax.set_xlim(0, load_end)
     ax.set_ylabel(f"per second ({BIN_S:g} s bins)")
     ax.grid(alpha=0.3)
