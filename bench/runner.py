@@ -32,13 +32,14 @@ from rich.markup import escape
 from taskqueue import TaskQueueError
 from taskqueue.settings import redact_url
 
-from . import adapters, backends, faults, netns
+from . import adapters, backends, drift, faults, netns, periodic
 from .audit import AuditLog, count
 from .errors import UsageError
 from .monitor import InfoSampler
 from .options import LoadOptions
+from .probes import LoadProbe
 from .progress import CellProgress
-from .results import environment_info
+from .results import environment_info, read_intervals
 from .scenario import Cell, Scenario
 from .servers import _die_with_parent, free_port
 from .stats import combine_repeats
@@ -301,7 +302,8 @@ class Runner:
         sampler = InfoSampler(backend.servers) if not isinstance(backend, External) else None
         if sampler:
             sampler.start()
-        injector = None
+        injector: faults.FaultInjector | periodic.RepeatedFault | None = None
+        probe: LoadProbe | None = None
         proc: subprocess.Popen[bytes] | None = None
         label = f"{cell.id}" + (f" (repeat {r + 1}/{params['repeat']})" if params["repeat"] > 1 else "")
         ran_to_end = False
@@ -310,17 +312,10 @@ class Runner:
                 opts = cell_load_options(params, connection, queue_name, rep_dir)
                 proc = start_locust(locust_command(params, opts, rep_dir), log, env={**os.environ, **opts.as_env()})
             started = _wait_for_start(proc, rep_dir)
+            probe = LoadProbe(proc.pid, _probe_queue(connection, params, queue_name))
+            probe.start()
             if params["fault"] != "none" and isinstance(backend, backends.ClusterBackend):
-                fault_at = params["fault_at"] or params["duration"] / 3
-                injector = faults.FaultInjector(
-                    backend,
-                    params["fault"],
-                    queue_name,
-                    params["fault_partition"],
-                    started + fault_at,
-                    hold_s=params["fault_duration"] or None,
-                )
-                injector.start()
+                injector = periodic.start(backend, params, queue_name, started)
             progress.track(index, label, proc, rep_dir / "locust_stats_history.csv", params["duration"])
             ran_to_end = True
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: this repeat is collected, then the run stops
@@ -332,6 +327,8 @@ class Runner:
             finally:
                 if sampler:
                     sampler.stop()
+                if probe is not None:
+                    probe.stop()
         if proc is None:  # interrupted before Locust started: nothing was measured
             raise self.interrupted or KeyboardInterrupt
         # Interrupted on embedded servers: they are stopped next, so no wait for the cluster to heal
@@ -339,9 +336,9 @@ class Runner:
         heal_s = 0.0 if self.interrupted is not None and self.external is None else RESTORE_TIMEOUT_S
         try:
             progress.phase("restore")
-            events = faults.restore(backend, injector, heal_s) if isinstance(backend, backends.ClusterBackend) else None
+            events = periodic.finish(backend, injector, heal_s)
             progress.phase("drain")
-            result = self.collect(cell, rep_dir, connection, queue_name, sampler, events, proc.returncode)
+            result = self.collect(cell, rep_dir, connection, queue_name, sampler, probe, events, proc.returncode)
         except KeyboardInterrupt as exc:  # during the restore or the drain: keep what Locust measured
             self.interrupted = self.interrupted or exc
             if injector is not None:
@@ -366,7 +363,8 @@ class Runner:
         connection: dict[str, Any],
         queue_name: str,
         sampler: InfoSampler | None,
-        events: faults.FaultEvents | None,
+        probe: LoadProbe | None,
+        events: list[faults.FaultEvents] | None,
         returncode: int | None,
     ) -> dict[str, Any]:
         params = cell.params
@@ -386,8 +384,8 @@ class Runner:
         audit = AuditLog.load(audit_file) if audit_file.exists() else AuditLog()
         drain = drain_queue(connection, params, queue_name, audit)
         audit.save(audit_file)
-        if sampler:
-            sampler.write(rep_dir / "info.csv", start)
+        info_rows = sampler.write(rep_dir / "info.csv", start) if sampler else []
+        probe_rows = probe.write(rep_dir / "probes.csv", start) if probe else []
         # Still queued is not lost: a drain that timed out gives only an upper bound, named as such.
         counts = count(audit, stage="drained" if drain["complete"] else "drain_timed_out")
         if not drain["complete"]:
@@ -414,12 +412,19 @@ class Runner:
                     f"{100 * ol['coverage']:.1f}% of the planned sends ({ol['achieved_rate']:,.0f}/s): its latency "
                     "percentiles are not the latency at that rate[/]"
                 )
-        if events is not None:
+        result["drift"] = drift.of_cell(read_intervals(rep_dir), probe_rows, info_rows)
+        if events:
             masters = (load.get("effective") or {}).get("queue", {}).get("partition_masters") or {}
-            result["fault"] = faults.timeline(events, start, load, params["fault_partition"], masters)
-            result["complete"] = result["complete"] and result["fault"]["restore_ok"]
-            if events.kind in netns.NETWORK_FAULTS:
-                self._explain_loss(cell, rep_dir, audit, events, start, result)
+            timelines = periodic.timelines(events, start, load, params["fault_partition"], masters)
+            result["fault"] = timelines[0]
+            if params["fault_every"]:
+                result["faults"] = timelines
+                result["fault_series"] = periodic.summarize(timelines)
+            result["complete"] = result["complete"] and all(t["restore_ok"] for t in timelines)
+            if events[0].kind in netns.NETWORK_FAULTS:
+                self._explain_loss(cell, rep_dir, audit, events[0], start, result)
+        elif params["fault"] != "none" and params["fault_every"]:
+            result["fault_series"] = periodic.summarize([])
         return result
 
     def _explain_loss(
@@ -581,6 +586,15 @@ def locust_command(params: dict[str, Any], opts: LoadOptions, rep_dir: Path) -> 
     return cmd
 
 
+def _probe_queue(connection: dict[str, Any], params: dict[str, Any], queue_name: str) -> Any:
+    """The queue as the drain will read it, for depth/inflight each second; None if it cannot be
+    built (the probe then records memory only)."""
+    try:
+        return adapters.build(params["queue"] or adapters.DEFAULT, connection, _drain_options(params, queue_name))
+    except Exception:
+        return None
+
+
 def _wait_for_start(proc: subprocess.Popen[bytes], rep_dir: Path, timeout: float = 60) -> float:
     """Epoch time the load started: Locust creates its CSV history when the test starts."""
     deadline = time.monotonic() + timeout
@@ -667,6 +681,8 @@ def combine_cell(cell: Cell, repeats: list[dict[str, Any]]) -> dict[str, Any]:
         "errors": {op: dict(kinds) for op, kinds in errors.items()},
         "audit": dict(audit),
         "fault": done[0].get("fault") if done else None,
+        # A repeated fault and drift are read per repeat; the first speaks for the cell (each repeat keeps its own).
+        **{key: done[0][key] for key in ("faults", "fault_series", "drift") if done and key in done[0]},
         # Repeats: the one that fell furthest short of the offered rate speaks for the cell.
         "open_loop": min(open_loops, key=lambda o: o["coverage"]) if open_loops else None,
         "unstable": sorted(op for op, s in ops.items() if s.get("unstable")),

@@ -68,6 +68,9 @@ PARAMS: dict[str, Param] = {
     "fault_duration": Param(
         float, 0.0, _nonneg, "seconds a pause or partition lasts (0 = max(2 x node timeout, node timeout + 2 s))"
     ),
+    "fault_every": Param(
+        float, 0.0, _nonneg, "seconds between repeats of the fault (0 = once); each starts on a restored cluster"
+    ),
     "node_timeout": Param(int, 2000, lambda x: 100 <= x <= 60_000, "ms 100..60000", cluster_only=True),
     "engine": Param(str, "list", lambda x: x in ("list", "stream"), "list or stream"),
     "queue": Param(
@@ -350,4 +353,6 @@ def _cell_issues(p: dict[str, Any]) -> list[str]:
         problems.append(f"warmup {p['warmup']} must be shorter than duration {p['duration']}")
     if valid("fault", "fault_at", "duration") and p["fault"] != "none" and p["fault_at"] >= p["duration"]:
         problems.append(f"fault_at {p['fault_at']} must be before the end ({p['duration']} s)")
+    if valid("fault", "fault_every") and p["fault_every"] and p["fault"] == "none":
+        problems.append(f"fault_every {p['fault_every']} needs a fault to repeat")
     return problems
