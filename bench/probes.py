@@ -65,12 +65,12 @@ class LoadProbe(threading.Thread):
         self._halt.set()
         self.join(timeout=5)
 
-    def write(self, path: Path, start_epoch: float) -> list[dict[str, Any]]:
-        """probes.csv, seconds from the load's start; rows after Locust exited are dropped."""
+    def write(self, path: Path, start_epoch: float, end_epoch: float) -> list[dict[str, Any]]:
+        """probes.csv, seconds from the load's start, up to its end (Locust's shutdown is not the load)."""
         rows = [
             {"t_s": round(r["epoch_s"] - start_epoch, 3), **{k: r[k] for k in FIELDS[1:]}}
             for r in self.rows
-            if r["load_processes"]
+            if r["load_processes"] and r["epoch_s"] <= end_epoch
         ]
         with open(path, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=FIELDS)

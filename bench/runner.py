@@ -385,7 +385,9 @@ class Runner:
         drain = drain_queue(connection, params, queue_name, audit)
         audit.save(audit_file)
         info_rows = sampler.write(rep_dir / "info.csv", start) if sampler else []
-        probe_rows = probe.write(rep_dir / "probes.csv", start) if probe else []
+        probe_rows = (
+            probe.write(rep_dir / "probes.csv", start, start + float(load.get("elapsed_s") or 0)) if probe else []
+        )
         # Still queued is not lost: a drain that timed out gives only an upper bound, named as such.
         counts = count(audit, stage="drained" if drain["complete"] else "drain_timed_out")
         if not drain["complete"]:
