@@ -231,6 +231,9 @@ def markdown(run: Run) -> str:
                     "unstable: " + "/".join(c["unstable"]) if c["unstable"] else "",
                     "" if c["complete"] else "incomplete",
                     "rate NOT reached" if rate_shortfall(c) else "",
+                    f"measured {c['short']['measured_s']:.1f} of {c['short']['planned_s']:g} s"
+                    if c.get("short")
+                    else "",
                 ],
             )
         )

@@ -47,6 +47,7 @@ from .stats import combine_repeats
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "locustfiles" / "queue.py"
 STOP_TIMEOUT_S = 5  # Locust lets users finish their current task (a consumer acks what it holds)
 LOCUST_STOP_GRACE_S = 30  # after SIGTERM, Locust writes its partial results; then its group is killed
+SHORT_SHARE = 0.9  # a cell that measured less than this share of its duration is flagged
 RESTORE_TIMEOUT_S = 60.0  # after a fault: the cluster healthy again (faults.restore)
 INTERRUPTED_DRAIN_S = 5  # an interrupted cell's drain: enough for its audit, short enough to stop soon
 
@@ -405,6 +406,13 @@ class Runner:
             if sampler
             else {},
         }
+        measured = float(load.get("elapsed_s") or 0.0)
+        if measured < SHORT_SHARE * params["duration"]:  # Locust's -t clock runs during its start-up too
+            result["short"] = {"measured_s": round(measured, 3), "planned_s": params["duration"]}
+            self.console.print(
+                f"[yellow]warning: cell {escape(repr(cell.id))} measured {measured:.1f} s of its "
+                f"{params['duration']:g} s (a slow start-up on a busy host): its rates divide by what ran[/]"
+            )
         if load.get("open_loop"):
             result["open_loop"] = load["open_loop"]
             if not load["open_loop"]["rate_reached"]:
@@ -685,6 +693,7 @@ def combine_cell(cell: Cell, repeats: list[dict[str, Any]]) -> dict[str, Any]:
         "fault": done[0].get("fault") if done else None,
         # A repeated fault and drift are read per repeat; the first speaks for the cell (each repeat keeps its own).
         **{key: done[0][key] for key in ("faults", "fault_series", "drift") if done and key in done[0]},
+        "short": min((r["short"] for r in done if r.get("short")), key=lambda s: s["measured_s"], default=None),
         # Repeats: the one that fell furthest short of the offered rate speaks for the cell.
         "open_loop": min(open_loops, key=lambda o: o["coverage"]) if open_loops else None,
         "unstable": sorted(op for op, s in ops.items() if s.get("unstable")),
