@@ -33,7 +33,7 @@ class Option:
     le: float | None = None
     lt: float | None = None
     unit: str = ""
-    check: Callable[[Any], bool] | None = None  # a further test, described by ``valid_text``
+    check: Callable[[Any], bool] | None = None  # a further test; ``valid_text`` is its message
     valid_text: str = ""
     secret: bool = False  # may hold a password: masked in the web UI, passed to children by env var
     scenario: bool = True  # a scenario file may set it; False: the harness sets it for each cell
@@ -92,7 +92,7 @@ class Option:
         ):
             return f"must be {self.bounds}" + (f" ({self.unit})" if self.unit else "")
         if self.check is not None and not self.check(value):
-            return f"expected {self.valid_text}"
+            return self.valid_text
         return None
 
 
@@ -149,7 +149,7 @@ class LoadOptions:
         "external server, redis://host:port/db",
         "external standalone server, e.g. redis://127.0.0.1:6379/0",
         check=_url_scheme,
-        valid_text="redis://host:port/db (or rediss://, unix://)",
+        valid_text="expected redis://host:port/db (or rediss://, unix://)",
         secret=True,
         scenario=False,
     )
@@ -223,7 +223,7 @@ class LoadOptions:
         "adapter module:factory (empty = TaskQueue)",
         "queue adapter module:factory (default bench.adapters:taskqueue; e.g. bench.adapters:rq)",
         check=_adapter_form,
-        valid_text="module:factory, e.g. bench.adapters:rq ('' = TaskQueue)",
+        valid_text="expected module:factory, e.g. bench.adapters:rq ('' = TaskQueue)",
     )
     partitions: int = _opt(
         0,
