@@ -146,6 +146,11 @@ def test_every_bench_run_flag_reaches_run_scenario() -> None:
     assert dests - keywords - overrides == {"scenario", "no_charts", "state_dir"}
 
 
+def test_the_readme_names_every_option() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert [opt.flag for opt in OPTIONS if opt.flag not in readme] == []
+
+
 def test_pure_modules_import_no_redis() -> None:
     code = "import sys, bench.options, bench.scenario; print(sorted({'redis', 'locust'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
