@@ -298,7 +298,7 @@ def consume() -> None:
 
 
 def _on_parser(parser: Any) -> None:
-    add_load_options(parser, locust=True)
+    add_load_options(parser)
     # Locust's default (0) kills users mid-operation at the stop: a task can be stored in Redis
     # but never counted. Users finish their operation instead; -s/--stop-timeout still wins.
     parser.set_defaults(stop_timeout=DEFAULT_STOP_TIMEOUT_S)

@@ -12,6 +12,7 @@ gets PR_SET_PDEATHSIG, so even a SIGKILL of the harness leaves no process behind
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -310,7 +311,7 @@ class Runner:
         ran_to_end = False
         try:
             with open(rep_dir / "locust.log", "w") as log:
-                opts = cell_load_options(params, connection, queue_name, rep_dir)
+                opts = cell_load_options(cell, connection, queue_name, rep_dir)
                 proc = start_locust(locust_command(params, opts, rep_dir), log, env={**os.environ, **opts.as_env()})
             started = _wait_for_start(proc, rep_dir)
             probe = LoadProbe(proc.pid, _probe_queue(connection, params, queue_name))
@@ -545,31 +546,15 @@ def headless_locust(users: int, spawn_rate: float, seconds: float) -> list[str]:
     ]
 
 
-def cell_load_options(
-    params: dict[str, Any], connection: dict[str, Any], queue_name: str, rep_dir: Path
-) -> LoadOptions:
-    """The cell's load as Locust options (validated)."""
-    return LoadOptions(
+def cell_load_options(cell: Cell, connection: dict[str, Any], queue_name: str, rep_dir: Path) -> LoadOptions:
+    """The cell's load as Locust options (validated), on this target, queue and results folder."""
+    return dataclasses.replace(
+        cell.load,
         redis_url=connection.get("redis_url", ""),
         cluster_nodes=connection.get("cluster_nodes", ""),
         queue_name=queue_name,
-        pool_size=params["pool_size"],
-        pool_blocking=params["pool_blocking"],
-        partitions=params["partitions"],
-        payload_bytes=params["payload_bytes"],
-        batch_size=params["batch_size"],
-        processing_ms=params["processing_ms"],
-        rate=params["rate"],
-        producer_weight=params["producer_weight"],
-        consumer_weight=params["consumer_weight"],
-        mixed_weight=params["mixed_weight"],
-        visibility_timeout=params["visibility_timeout"],
-        warmup=params["warmup"],
-        engine=params["engine"],
-        queue=params["queue"],
-        sync_replicas=params["sync_replicas"],
         audit=True,
-        ack_log=params["fault"] in netns.NETWORK_FAULTS,  # which partition acknowledged which id, when
+        ack_log=cell.harness["fault"] in netns.NETWORK_FAULTS,  # which partition acknowledged which id, when
         results_dir=str(rep_dir),
     ).validated()
 
