@@ -28,7 +28,7 @@ def locust_counts(json_file: Path) -> dict[str, int]:
     return {e["name"]: int(e["num_requests"]) for e in json.loads(json_file.read_text())}
 
 
-def check_results(out: Path, locust_csv: Path | None = None) -> dict:
+def check_results(out: Path, locust_csv: Path) -> dict:
     summary = json.loads((out / "summary.json").read_text())
     ops = summary["ops"]
     assert summary["complete"] is True
@@ -46,12 +46,12 @@ def check_results(out: Path, locust_csv: Path | None = None) -> dict:
     effective = summary["effective"]
     assert effective["queue"]["pool_size"] == summary["options"]["pool_size"]
     assert all(node["server_version"] for node in effective["servers"]["nodes"].values())
-    if locust_csv is not None:  # every operation Locust counted is in the HDR histograms, no more, no less
-        counts = locust_counts(locust_csv)
-        for op in ("enqueue", "dequeue", "ack"):
-            assert ops[op]["count"] == counts[op], (op, ops[op]["count"], counts[op])
-        assert "e2e" not in counts  # end-to-end latency is not a Locust request (only in the results)
-        assert ops["e2e"]["count"] == ops["dequeue"]["count"]
+    # every operation Locust counted is in the HDR histograms, no more, no less
+    counts = locust_counts(locust_csv)
+    for op in ("enqueue", "dequeue", "ack"):
+        assert ops[op]["count"] == counts[op], (op, ops[op]["count"], counts[op])
+    assert "e2e" not in counts  # end-to-end latency is not a Locust request (only in the results)
+    assert ops["e2e"]["count"] == ops["dequeue"]["count"]
     return summary
 
 

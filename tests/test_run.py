@@ -74,7 +74,6 @@ def test_smoke_end_to_end(smoke) -> None:
             assert (rep / name).exists(), (cell["id"], name)
     assert cells["cluster"]["effective"]["servers"]["backend"] == "cluster"
     assert len(cells["cluster"]["effective"]["servers"]["nodes"]) == 6
-    assert "redis://" not in json.dumps(summary) or "@" not in json.dumps(summary)  # no credentials anywhere
     assert_no_servers_left(summary)
 
 
