@@ -37,6 +37,21 @@ def assert_no_servers_left(summary: dict) -> None:
         assert not any(listening(a) for a in addresses), addresses
 
 
+def assert_audit_matches_the_error_counts(out: Path, cell: dict) -> dict:
+    """The audit's per-task outcomes against Locust's failure counts (warm-up included, as the audit): each
+    failed enqueue is one rejected or one ambiguous id, by its error kind; and no delivered id is one that was
+    refused or that nobody enqueued. Returns the enqueue errors by kind."""
+    from taskqueue.errors import AMBIGUOUS_KINDS
+
+    repeat = json.loads((out / cell["dir"] / "repeat-1" / "summary.json").read_text())
+    errors = repeat["errors_including_warmup"].get("enqueue", {})
+    audit = cell["audit"]
+    assert audit["ambiguous"] == sum(n for kind, n in errors.items() if kind in AMBIGUOUS_KINDS), (audit, errors)
+    assert audit["rejected"] == sum(n for kind, n in errors.items() if kind not in AMBIGUOUS_KINDS), (audit, errors)
+    assert audit["delivered_after_reject"] == 0 and audit["delivered_unknown"] == 0, audit
+    return errors
+
+
 def cells_by_id(out: Path) -> tuple[dict, dict]:
     summary = json.loads((out / "summary.json").read_text())
     return summary, {c["id"]: c for c in summary["cells"]}
@@ -60,6 +75,8 @@ def test_smoke_end_to_end(smoke) -> None:
         assert cell["ops"]["enqueue"]["count"] > 0 and cell["ops"]["enqueue"]["p50_us"] > 0
         audit = cell["audit"]
         assert audit["enqueued_ok"] > 0 and audit["delivered_unique"] > 0
+        assert_audit_matches_the_error_counts(out, cell)
+        assert audit["lost"] == 0 and audit["lost_ambiguous"] == 0  # no kill in the smoke: every acked task came back
         effective_nodes = cell["effective"]["servers"]["nodes"]
         assert all(n["server_version"] for n in effective_nodes.values())
         rep = out / cell["dir"] / "repeat-1"
@@ -150,7 +167,8 @@ def test_kill_cell_timeline_ordered_and_cluster_restored(tmp_path: Path) -> None
     assert fault["partitions"][str(cell["params"]["fault_partition"])]["faulted"] is True
     audit = cell["audit"]
     assert cell["repeats"][0]["drain"]["complete"] is True and "lost" in audit and "lost_upper_bound" not in audit
-    assert audit["delivered_unique"] <= audit["enqueued_ok"] + audit["ambiguous"] + audit["rejected"]
+    errors = assert_audit_matches_the_error_counts(out, cell)
+    assert sum(errors.values()) > 0  # the calls to the dead master failed, each one counted in the audit
     assert_no_servers_left(summary)
 
 
