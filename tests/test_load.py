@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 
 from bench.servers import free_port
 from taskqueue import TaskQueue
@@ -197,34 +198,40 @@ def test_unreachable_cluster_counts_typed_failures_without_traceback(tmp_path: P
 
 def test_interrupted_run_still_writes_incomplete_results(standalone, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = subprocess.Popen(
-        [
-            *LOCUST,
-            *["--headless", "-u", "2", "-r", "2", "-t", "60s", "--redis-url"],
-            standalone.url,
-            *["--queue-name", "load-int", "--results-dir"],
-            str(out),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    with open(tmp_path / "stderr.txt", "w") as stderr:  # a file: a pipe nobody reads could fill and stall Locust
+        proc = subprocess.Popen(
+            [
+                *LOCUST,
+                *["--headless", "-u", "2", "-r", "2", "-t", "60s", "--redis-url"],
+                standalone.url,
+                *["--queue-name", "load-int", "--checkpoint-interval", "1", "--results-dir"],
+                str(out),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and "All users spawned" not in (
-            proc.stderr.readline() if proc.stderr else ""
-        ):
-            pass
-        time.sleep(2)
+        # Ctrl-C once the run has measured enqueues (its first checkpoint says so), not after a guessed sleep
+        checkpoint = wait_until(lambda: enqueues_checkpointed(out, proc), 30, "a checkpoint with enqueues")
+        assert proc.poll() is None and checkpoint["complete"] is False
         proc.send_signal(2)  # Ctrl-C
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["complete"] is False and "stopped after" in summary["incomplete_reason"]
-    assert summary["ops"]["enqueue"]["count"] > 0
+    assert summary["complete"] is False and "stopped after" in summary["incomplete_reason"]  # not the checkpoint
+    assert summary["ops"]["enqueue"]["count"] >= checkpoint["ops"]["enqueue"]["count"] > 0
+
+
+def enqueues_checkpointed(out: Path, proc: subprocess.Popen) -> dict | None:
+    assert proc.poll() is None, (out.parent / "stderr.txt").read_text()[-2000:]
+    try:
+        checkpoint = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):  # not written yet, or caught mid-write
+        return None
+    return checkpoint if checkpoint["ops"].get("enqueue", {}).get("count") else None
 
 
 @pytest.mark.parametrize(
