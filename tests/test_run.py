@@ -7,10 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,6 +50,11 @@ def assert_audit_matches_the_error_counts(out: Path, cell: dict) -> dict:
     assert audit["rejected"] == sum(n for kind, n in errors.items() if kind not in AMBIGUOUS_KINDS), (audit, errors)
     assert audit["delivered_after_reject"] == 0 and audit["delivered_unknown"] == 0, audit
     return errors
+
+
+def history_rows(out: Path) -> int:
+    history = list(out.glob("cells/*/repeat-1/locust_stats_history.csv"))
+    return len(history[0].read_text().splitlines()) - 1 if history else 0
 
 
 def cells_by_id(out: Path) -> tuple[dict, dict]:
@@ -182,12 +187,8 @@ def test_interrupted_run_writes_incomplete_summary_and_stops_servers(tmp_path: P
         text=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # the first cell under load: 2 stats rows after Locust's first
-            history = list(out.glob("cells/*/repeat-1/locust_stats_history.csv"))
-            if history and len(history[0].read_text().splitlines()) >= 4:
-                break
-            time.sleep(0.1)
+        wait_until(lambda: history_rows(out) >= 3, 120, "the first cell under load (3 Locust stats rows)")
+        assert proc.poll() is None
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=120)
     finally:
