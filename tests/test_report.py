@@ -1,9 +1,14 @@
-"""Report, CLI tables and `bench compare` on synthetic summaries of the issue #9 results contract. No Redis."""
+"""Report, CLI tables and `bench compare`: on synthetic summaries of the issue #9 results contract, and on
+the committed sample. No Redis."""
 
 from __future__ import annotations
 
+import copy
 import io
 import json
+import shutil
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -507,3 +512,59 @@ FINDINGS = {
 @pytest.mark.parametrize(("cells", "expected"), list(FINDINGS.values()), ids=list(FINDINGS))
 def test_findings(tmp_path: Path, cells: list[dict[str, Any]], expected: list[str]) -> None:
     assert report.findings(run_of(tmp_path, cells)) == expected
+
+
+# -- `bench report` and `bench compare` on the committed sample, as users run them --------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "results" / "samples" / "smoke"
+
+
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def run_copy(tmp_path: Path) -> Path:
+    dest = tmp_path / "run"
+    shutil.copytree(SAMPLE, dest)
+    return dest
+
+
+def test_report_mentions_every_cell_and_inlines_charts(run_copy: Path) -> None:
+    done = bench("report", str(run_copy))
+    assert done.returncode == 0, done.stderr
+    md = (run_copy / "report.md").read_text()
+    summary = json.loads((run_copy / "summary.json").read_text())
+    for cell in summary["cells"]:
+        assert cell["id"] in md
+    assert "## Findings" in md and "lost 0 tasks and rejected" in md and "× standalone" in md
+    assert "![throughput](charts/throughput.png)" in md
+    html = (run_copy / "report.html").read_text()
+    assert "data:image/png;base64," in html and "<table>" in html and 'src="charts/' not in html
+
+
+def synthetic(base: Path, dest: Path, factor: float) -> Path:
+    """A copy of the sample with every enqueue throughput scaled by ``factor``."""
+    shutil.copytree(base, dest)
+    summary = json.loads((dest / "summary.json").read_text())
+    changed = copy.deepcopy(summary)
+    for cell in changed["cells"]:
+        enq = cell["ops"]["enqueue"]
+        for key in ("ops_per_s", "ops_per_s_min", "ops_per_s_max"):
+            if enq.get(key) is not None:
+                enq[key] = enq[key] * factor
+        enq["ops_per_s_spread"] = 0.01
+    (dest / "summary.json").write_text(json.dumps(changed))
+    return dest
+
+
+def test_compare_flags_a_known_regression(tmp_path: Path) -> None:
+    a = synthetic(SAMPLE, tmp_path / "a", 1.0)
+    b = synthetic(SAMPLE, tmp_path / "b", 0.7)
+    done = bench("compare", str(a), str(b), "--fail-on-regression")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "regression" in done.stdout and "0.70x" in done.stdout
+    assert bench("compare", str(a), str(b)).returncode == 0  # reported, not fatal, unless asked
+    same = bench("compare", str(a), str(a), "--fail-on-regression")
+    assert same.returncode == 0 and "regression" not in same.stdout.split("regression/improvement")[0]
