@@ -448,7 +448,7 @@ def test_latency_vs_load_leaves_out_a_rate_not_reached(tmp_path: Path) -> None:
     assert fig is not None
     ax = fig.axes[0]
     p99 = next(line for line in ax.get_lines() if line.get_label() == "p99")
-    assert list(p99.get_xdata()) == [500, 2000]
+    assert p99.get_xydata().tolist() == [[500, 800], [2000, 3000]]  # the cells' enqueue p99 at their rate
     assert "4,000/s not reached\n(achieved 2,870/s)" in [t.get_text() for t in ax.texts]
 
 
@@ -614,6 +614,11 @@ def test_demo_pool_sweep_is_one_line_per_backend(tmp_path: Path) -> None:
         "blocking, cluster, 20 users": [1, 2, 5, 20, 50],
         "blocking, standalone, 20 users": [1, 2, 5, 20, 50],
     }
+    throughput, p99 = fig.axes[0].get_lines(), fig.axes[1].get_lines()
+    for rate_line, p99_line in zip(throughput, p99, strict=True):  # the plotted values are the cells' own
+        sizes = list(rate_line.get_xdata())
+        assert list(rate_line.get_ydata()) == [1000.0 * size**0.2 for size in sizes]
+        assert list(p99_line.get_ydata()) == [1e6 / (1000.0 * size**0.2) for size in sizes]
     sweep = [c for c in demo.cells if c.params["fault"] == "none" and c.params["maxmemory"] == "0"]
     for backend in ("standalone", "cluster"):
         mine = [c.params for c in sweep if c.params["backend"] == backend]
