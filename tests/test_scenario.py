@@ -243,5 +243,5 @@ def test_builtin_soak_repeats_its_failover_and_shortens_with_duration(tmp_path: 
     assert scenario.load("soak", {"duration": 600}).cells[0].params["duration"] == 600.0
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "bad"\n[params]\nbackend = "cluster"\nfault_every = 30\n')
-    with pytest.raises(UsageError, match="fault_every 30.0 needs a fault to repeat"):
+    with pytest.raises(UsageError, match=r"fault_every 30\.0 needs a fault to repeat"):
         scenario.load(str(bad))
