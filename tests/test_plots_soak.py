@@ -1,4 +1,4 @@
-"""The soak chart on a literal run folder: the plotted points are the hlog intervals, probes.csv and info.csv. No Redis."""
+"""The soak chart on a literal run folder: its points are the hlog intervals, probes.csv and info.csv. No Redis."""
 
 from __future__ import annotations
 
