@@ -92,10 +92,6 @@ class StandaloneBackend:
         with self.server.client() as r:
             r.flushall()
 
-    def effective(self) -> dict[str, Any]:
-        with self.server.client() as r:
-            return {"backend": "standalone", "nodes": {self.server.address: read_effective(r)}}
-
     def stop(self) -> None:
         self.server.stop()
 
@@ -212,14 +208,6 @@ class ClusterBackend:
             if node.is_master and not node.failed:
                 with self.server_at(node.address).client(5.0) as r:
                     r.flushall()
-
-    def effective(self) -> dict[str, Any]:
-        nodes = {}
-        for server in self.servers:
-            if server.is_alive():
-                with server.client() as r:
-                    nodes[server.address] = read_effective(r)
-        return {"backend": "cluster", "masters": self.masters, "replicas_per_master": self.replicas, "nodes": nodes}
 
     def stop(self) -> None:
         for server in self.servers:

@@ -457,7 +457,7 @@ class CapacityRun:
         }
         if load is None:
             del repeat["ops"]  # combine_cell counts only repeats that have results
-        record = combine_cell(Cell(id=f"{cell.id} @ {rate:,.0f}/s", params=params, varied=cell.varied), [repeat])
+        record = combine_cell(Cell(id=f"{cell.id} @ {rate:,.0f}/s", params=params), [repeat])
         record["params"] = _public(record["params"])
         record["dir"] = str(step_dir.relative_to(self.out))
         record["window"] = window

@@ -33,15 +33,6 @@ from .runs import Run, cell_label, error_count, load_run
 
 OPS = ("enqueue", "dequeue", "ack", "e2e")
 PERCENTILES = (50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99)
-ERROR_COLORS = {
-    "connection_refused": "tab:red",
-    "timeout": "tab:orange",
-    "clusterdown": "tab:purple",
-    "tryagain": "tab:pink",
-    "moved": "tab:brown",
-    "oom": "tab:olive",
-    "pool_exhausted": "tab:gray",
-}
 
 
 def _repeats(cell: dict[str, Any], op: str) -> int:

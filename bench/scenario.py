@@ -12,7 +12,7 @@ import itertools
 import math
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,6 @@ TOP_LEVEL = {"name", "description", "params", "axes", "cells", "capacity"}  # [c
 class Cell:
     id: str
     params: dict[str, Any]
-    varied: tuple[str, ...] = field(default_factory=tuple)  # the keys that distinguish this cell
 
     @property
     def slug(self) -> str:
@@ -303,7 +302,7 @@ def parse(data: dict[str, Any], source: str = "<scenario>", overrides: dict[str,
             varied = tuple(k for k in PARAMS if k in explicit_params or k in axis_keys)
             named = ", ".join(f"{k}={merged[k]}" for k in varied if k not in explicit_params or not label)
             cell_id = ", ".join(x for x in (label, named) if x) or "default"
-            cells.append(Cell(id=cell_id, params=merged, varied=varied))
+            cells.append(Cell(id=cell_id, params=merged))
     seen: dict[str, int] = {}
     for cell in cells:
         seen[cell.id] = seen.get(cell.id, 0) + 1

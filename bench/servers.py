@@ -76,14 +76,6 @@ def find_cli_bin(server_bin: str) -> str:
     raise UsageError(f"no redis-cli or valkey-cli next to {server_bin} or on PATH; {INSTALL_HINT}")
 
 
-def server_version(server_bin: str) -> str:
-    out = subprocess.run([server_bin, "--version"], capture_output=True, text=True, timeout=10).stdout
-    for part in out.split():
-        if part.startswith("v="):
-            return part[2:]
-    return out.strip()
-
-
 TCP_LISTEN = "0A"  # socket state in /proc/net/tcp
 EPHEMERAL_FALLBACK = (32768, 60999)  # Linux's default net.ipv4.ip_local_port_range
 
