@@ -30,6 +30,7 @@ from typing import Any
 
 from taskqueue import Task, TaskQueue
 from taskqueue.codec import IdFactory
+from taskqueue.connection import server_report
 from taskqueue.errors import TaskQueueError, translate
 
 from .errors import UsageError
@@ -202,7 +203,7 @@ class RQAdapter:
         pool = self.redis.connection_pool
         return {"backend": "standalone", "engine": "rq", "rq": version("rq"), "pool_class": type(pool).__name__,
                 "pool_size": pool.max_connections, "partitions": 1,
-                "server_version": self.redis.info("server").get("redis_version")}  # fmt: skip
+                **server_report(self.redis.info("server"))}  # fmt: skip
 
     def purge(self) -> int:
         keys = list(self.redis.scan_iter(match="rq:*", count=1000))

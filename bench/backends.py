@@ -19,6 +19,8 @@ from typing import Any
 
 import redis
 
+from taskqueue.connection import server_report
+
 from .errors import UsageError
 from .servers import (
     LOOPBACK,
@@ -53,9 +55,7 @@ def read_effective(client: redis.Redis) -> dict[str, Any]:
     info = client.info()
     config = client.config_get("maxmemory*") | client.config_get("cluster-node-timeout")
     return {
-        # Valkey reports a compatible redis_version; its own version is valkey_version.
-        "server_version": info.get("valkey_version") or info.get("redis_version"),
-        "server_name": info.get("server_name") or "redis",
+        **server_report(info),
         "role": info.get("role"),
         "maxmemory": int(config.get("maxmemory", info.get("maxmemory", 0))),
         "maxmemory_policy": config.get("maxmemory-policy", info.get("maxmemory_policy")),
@@ -440,7 +440,7 @@ def effective_of(connection: dict[str, Any]) -> dict[str, Any]:
         except redis.ResponseError:
             info = r.info()
             return {
-                "server_version": info.get("redis_version"),
+                **server_report(info),
                 "role": info.get("role"),
                 "maxmemory": info.get("maxmemory"),
                 "maxmemory_policy": info.get("maxmemory_policy"),

@@ -19,7 +19,7 @@ Without ``operation_timeout`` the client is built exactly as before: no per-call
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from functools import cache
 from typing import Any, TypeVar
@@ -256,3 +256,15 @@ def endpoint_report(client: Client) -> dict[str, Any]:
     kwargs = client.connection_pool.connection_kwargs
     url = f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
     return {"backend": "standalone", "url": redact_url(url)}
+
+
+def server_version(info: Mapping[str, Any]) -> str | None:
+    """The server's own version from its INFO (server section): the one way to read it. Valkey also
+    reports a Redis-compatible ``redis_version`` (7.2.4), so its ``valkey_version`` wins when present."""
+    found = info.get("valkey_version") or info.get("redis_version")
+    return None if found is None else str(found)
+
+
+def server_report(info: Mapping[str, Any]) -> dict[str, Any]:
+    """``server_version`` and ``server_name`` (redis, valkey) of an INFO reply, as results record them."""
+    return {"server_version": server_version(info), "server_name": info.get("server_name") or "redis"}
