@@ -12,7 +12,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from .errors import UsageError
 from .servers import (
     LOOPBACK,
     RedisServer,
+    ServerNode,
     _die_with_parent,
     check_port_free,
     find_cli_bin,
@@ -98,7 +99,7 @@ class StandaloneBackend:
 
 @dataclass
 class ClusterBackend:
-    servers: list[RedisServer]
+    servers: Sequence[ServerNode]  # embedded RedisServers, or RemoteNodes (bench.remote)
     masters: int
     replicas: int
     node_timeout_ms: int
@@ -113,7 +114,7 @@ class ClusterBackend:
         # The seed's REDIS_CLUSTER_NODES form: usable by TaskQueue and as a command-line value alike.
         return {"cluster_nodes": ",".join(self.nodes)}
 
-    def server_at(self, address: str) -> RedisServer:
+    def server_at(self, address: str) -> ServerNode:
         for server in self.servers:
             if server.address == address:
                 return server
@@ -135,7 +136,7 @@ class ClusterBackend:
             raise UsageError(f"cluster create failed: {(done.stdout + done.stderr).strip().splitlines()[-3:]}")
         self.wait_healthy(timeout)
 
-    def topology(self, via: Iterable[RedisServer] | None = None) -> list[ClusterNodeInfo]:
+    def topology(self, via: Iterable[ServerNode] | None = None) -> list[ClusterNodeInfo]:
         """CLUSTER NODES from the first live node that answers."""
         last: Exception | None = None
         for server in via or self.servers:
@@ -359,8 +360,9 @@ def _state_unreadable(state_dir: Path) -> bool:
 
 def save_backend(state_dir: Path, backend: Backend, server_bin: str) -> None:
     state = load_state(state_dir)
+    embedded = [s for s in backend.servers if isinstance(s, RedisServer)]  # all of them: bench up starts them
     entry: dict[str, Any] = {
-        "servers": [{"port": s.port, "pid": s.pid, "dir": str(s.data_dir)} for s in backend.servers],
+        "servers": [{"port": s.port, "pid": s.pid, "dir": str(s.data_dir)} for s in embedded],
         "server_bin": server_bin,
     }
     if isinstance(backend, ClusterBackend):

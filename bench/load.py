@@ -39,6 +39,7 @@ from .metrics import PartitionTimeline, Recorder, merge_timelines
 from .options import DEFAULT_STOP_TIMEOUT_S, LoadOptions, add_load_options
 from .results import IntervalWriter, environment_info, write_load_run
 from .schedule import Schedule, merge_coverage, per_process_rate
+from .servers import RedisServer, free_port
 from .stats import bucket_sub_ms
 
 log = logging.getLogger("taskqueue-bench")
@@ -121,8 +122,6 @@ def resolve_connection(opts: LoadOptions) -> tuple[dict[str, Any], backends.Back
         if running is not None and all(s.is_alive() for s in running.servers):
             return running.connection(), None
     kind = "standalone" if opts.backend == "auto" else opts.backend
-    from .servers import free_port
-
     port = free_port(span=6 if kind == "cluster" else 1, start=20500, bus_offset=10000)
     log.info("starting an embedded %s backend on 127.0.0.1:%d (stopped when Locust exits)", kind, port)
     import tempfile
@@ -572,7 +571,8 @@ def _on_quit(exit_code: int, **_: Any) -> None:
             STATE.queue.close()
         if STATE.embedded is not None:
             STATE.embedded.stop()
-            tmp = STATE.embedded.servers[0].data_dir.parents[1]  # the locust-tq-* folder of resolve_connection
+            first = STATE.embedded.servers[0]  # a RedisServer: in the locust-tq-* folder of resolve_connection
+            tmp = first.data_dir.parents[1] if isinstance(first, RedisServer) else Path()
             if tmp.name.startswith("locust-tq-"):
                 shutil.rmtree(tmp, ignore_errors=True)
             STATE.embedded = None

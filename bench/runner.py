@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +41,7 @@ from .options import LoadOptions
 from .progress import CellProgress
 from .results import environment_info
 from .scenario import Cell, Scenario
-from .servers import _die_with_parent, free_port
+from .servers import ServerNode, _die_with_parent, free_port
 from .stats import combine_repeats
 
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "locustfiles" / "queue.py"
@@ -674,7 +675,7 @@ def combine_cell(cell: Cell, repeats: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def reset_stats(servers: list[Any]) -> None:
+def reset_stats(servers: Sequence[ServerNode]) -> None:
     """CONFIG RESETSTAT on every live node, so the cell's server counters are its own."""
     for server in servers:
         if server.is_alive():
