@@ -1,17 +1,8 @@
 """Queue adapters: benchmark any queue with the same locustfile, micro-benchmarks and scenarios.
 
-An adapter is what ``--queue module:factory`` names: ``factory(connection, options)`` returns an
-object with this interface (TaskQueue has it already):
-
-    new_id() -> str                                  a fresh task id (the audit records it)
-    enqueue(payload: bytes, *, task_id: str) -> str  store one task under that id
-    dequeue(timeout: float) -> Task | None           lease one task (taskqueue.Task: id, payload,
-                                                     enqueued_at ns, attempts, partition, receipt)
-    ack(task) -> bool                                finish it
-    depth() -> int, inflight() -> int                for the drain after the load
-    requeue_expired() -> int                         redeliver expired leases (0 if the queue does it)
-    describe() -> dict, purge() -> int, close()      effective config; cleanup
-    optional: enqueue_many(payloads, *, task_ids), partition_for(task_id) -> int
+An adapter is what ``--queue module:factory`` names: ``factory(connection, options)`` returns a
+:class:`QueueAdapter` (TaskQueue is one already); optional extras the load uses when present:
+``enqueue_many(payloads, *, task_ids)``, ``dequeue_many(count, timeout)``, ``partition_for(task_id) -> int``.
 
 ``connection`` is ``{"redis_url": …}`` or ``{"cluster_nodes": "host:port,…"}``; ``options`` is the
 run's ``LoadOptions``. Failures should raise ``taskqueue.TaskQueueError`` (its ``kind`` is the
@@ -26,7 +17,7 @@ from __future__ import annotations
 import importlib
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from taskqueue import Task, TaskQueue
 from taskqueue.codec import IdFactory
@@ -35,20 +26,39 @@ from taskqueue.errors import TaskQueueError, translate
 
 from .errors import UsageError
 
-REQUIRED = ("new_id", "enqueue", "dequeue", "ack", "depth", "inflight", "requeue_expired", "describe", "purge", "close")
 DEFAULT = "bench.adapters:taskqueue"
 
 
-def taskqueue(connection: dict[str, Any], options: Any) -> TaskQueue:
+@runtime_checkable
+class QueueAdapter(Protocol):
+    """The queue interface every benchmark drives."""
+
+    def new_id(self) -> str: ...  # a fresh task id (the audit records it)
+    def enqueue(self, payload: bytes, *, task_id: str) -> str: ...  # store one task under that id
+    # Lease one task (taskqueue.Task: id, payload, enqueued_at ns, attempts, partition, receipt).
+    def dequeue(self, timeout: float) -> Task | None: ...
+    def ack(self, task: Task) -> bool: ...  # finish it
+    def depth(self) -> int: ...  # waiting; with inflight(): for the drain after the load
+    def inflight(self) -> int: ...
+    def requeue_expired(self) -> int: ...  # redeliver expired leases (0 if the queue does it itself)
+    def describe(self) -> dict[str, Any]: ...  # effective config, read back
+    def purge(self) -> int: ...
+    def close(self) -> None: ...
+
+
+REQUIRED = tuple(name for name in vars(QueueAdapter) if not name.startswith("_"))
+
+
+def taskqueue(connection: dict[str, Any], options: Any) -> QueueAdapter:
     """Our TaskQueue with the engine of ``--engine``."""
     return TaskQueue(**_common(connection, options), engine=getattr(options, "engine", "list"))
 
 
-def list_engine(connection: dict[str, Any], options: Any) -> TaskQueue:
+def list_engine(connection: dict[str, Any], options: Any) -> QueueAdapter:
     return TaskQueue(**_common(connection, options), engine="list")
 
 
-def stream_engine(connection: dict[str, Any], options: Any) -> TaskQueue:
+def stream_engine(connection: dict[str, Any], options: Any) -> QueueAdapter:
     return TaskQueue(**_common(connection, options), engine="stream")
 
 
@@ -64,7 +74,7 @@ def _common(connection: dict[str, Any], options: Any) -> dict[str, Any]:
     }
 
 
-def resolve(spec: str) -> Callable[[dict[str, Any], Any], Any]:
+def resolve(spec: str) -> Callable[..., object]:
     """``module:factory`` -> the factory, or a UsageError saying what is wrong."""
     module_name, sep, attr = (spec or DEFAULT).partition(":")
     if not sep or not module_name or not attr:
@@ -73,13 +83,13 @@ def resolve(spec: str) -> Callable[[dict[str, Any], Any], Any]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UsageError(f"--queue {spec!r}: cannot import module {module_name!r} ({exc})") from None
-    factory = getattr(module, attr, None)
+    factory: object = getattr(module, attr, None)
     if not callable(factory):
         raise UsageError(f"--queue {spec!r}: module {module_name!r} has no callable {attr!r}")
-    return factory  # type: ignore[no-any-return]
+    return factory
 
 
-def build(spec: str, connection: dict[str, Any], options: Any) -> Any:
+def build(spec: str, connection: dict[str, Any], options: Any) -> QueueAdapter:
     """Resolve, call and check the adapter (a clear error, not a traceback, when it is wrong)."""
     factory = resolve(spec)
     try:
@@ -93,7 +103,7 @@ def build(spec: str, connection: dict[str, Any], options: Any) -> Any:
     except ValueError as exc:
         raise UsageError(f"--queue {spec!r}: {exc}") from None
     missing = [name for name in REQUIRED if not callable(getattr(adapter, name, None))]
-    if missing:
+    if missing or not isinstance(adapter, QueueAdapter):
         raise UsageError(
             f"--queue {spec!r}: {type(adapter).__name__} is not a queue adapter, it lacks {', '.join(missing)} "
             "(see bench/adapters.py for the interface)"
@@ -108,7 +118,7 @@ def rq_job(payload: bytes) -> None:
     """The function RQ jobs name (never run here: the benchmark measures the queue, not work)."""
 
 
-def rq(connection: dict[str, Any], options: Any) -> RQAdapter:
+def rq(connection: dict[str, Any], options: Any) -> QueueAdapter:
     """RQ's real ``Queue.enqueue`` and its worker-side dequeue and success handling."""
     if connection.get("cluster_nodes"):
         raise UsageError("--queue bench.adapters:rq: RQ does not support Redis Cluster; use a standalone backend")
@@ -130,12 +140,14 @@ class RQAdapter:
         import redis
         from rq import Queue, Worker
 
+        class QuietWorker(Worker):
+            def procline(self, message: str) -> None:
+                """An RQ worker renames its process (setproctitle) for every job: this one runs inside
+                the load process, which must keep its own name (ps, port owners, the password scrubbing)."""
+
         self.redis = redis.Redis.from_url(url, max_connections=pool_size)
         self.queue = Queue(queue_name, connection=self.redis)
-        self.worker = Worker([self.queue], connection=self.redis)
-        # An RQ worker renames its process (setproctitle) for every job: this one runs inside the
-        # load process, which must keep its own name (ps, port owners, the password scrubbing).
-        self.worker.procline = lambda message: None  # type: ignore[method-assign]
+        self.worker = QuietWorker([self.queue], connection=self.redis)
         self._ids = IdFactory()
 
     def new_id(self) -> str:

@@ -58,7 +58,7 @@ class LoadState:
         self.environment: Environment | None = None
         self.opts = LoadOptions()
         self.recorder = Recorder()
-        self.queue: Any = None  # TaskQueue or another adapter
+        self.queue: adapters.QueueAdapter | None = None
         self.schedule: Schedule | None = None
         self.embedded: backends.Backend | None = None
         self.connection: dict[str, Any] = {}
@@ -131,7 +131,7 @@ def resolve_connection(opts: LoadOptions) -> tuple[dict[str, Any], backends.Back
     return backend.connection(), backend
 
 
-def make_queue(opts: LoadOptions, connection: dict[str, Any]) -> Any:
+def make_queue(opts: LoadOptions, connection: dict[str, Any]) -> adapters.QueueAdapter:
     """The queue under load: TaskQueue by default, or the adapter ``--queue`` names."""
     return adapters.build(opts.queue or adapters.DEFAULT, connection, opts)
 
@@ -678,7 +678,7 @@ def us_summary_table(out: Path, summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _read_effective(opts: LoadOptions, queue: Any = None) -> dict[str, Any]:
+def _read_effective(opts: LoadOptions, queue: adapters.QueueAdapter | None = None) -> dict[str, Any]:
     """Configuration read back from the client and the servers, never just what was asked for.
     The master has no queue of its own: it builds one just to read it back."""
     connection = STATE.connection or opts.connection()
