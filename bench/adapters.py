@@ -1,12 +1,13 @@
 """Queue adapters: benchmark any queue with the same locustfile, micro-benchmarks and scenarios.
 
-An adapter is what ``--queue module:factory`` names: ``factory(connection, options)`` returns a
+An adapter is what ``--queue module:factory`` names: ``factory(target, options)`` returns a
 :class:`QueueAdapter` (TaskQueue is one already); optional extras the load uses when present:
 ``enqueue_many(payloads, *, task_ids)``, ``dequeue_many(count, timeout)``, ``partition_for(task_id) -> int``.
 
-``connection`` is ``{"redis_url": …}`` or ``{"cluster_nodes": "host:port,…"}``; ``options`` is the
-run's ``LoadOptions``. Failures should raise ``taskqueue.TaskQueueError`` (its ``kind`` is the
-error class in reports); any other exception from redis-py is classified the same way.
+``target`` is a :class:`bench.target.Target` (``redis_url`` or ``cluster_nodes``, ``host:port,…``; it also
+reads as the dict ``{"redis_url": …}`` / ``{"cluster_nodes": …}``); ``options`` is the run's ``LoadOptions``.
+Failures should raise ``taskqueue.TaskQueueError`` (its ``kind`` is the error class in reports); any other
+exception from redis-py is classified the same way.
 Shipped: ``bench.adapters:taskqueue`` (``--engine`` list|stream), ``:list_engine``,
 ``:stream_engine`` and ``:rq`` (``pip install -e '.[rq]'``, standalone Redis only).
 arq is not shipped: its current release pins redis-py < 6, while this suite needs redis-py 8.
@@ -25,6 +26,7 @@ from taskqueue.connection import server_report
 from taskqueue.errors import TaskQueueError, translate
 
 from .errors import UsageError
+from .target import Target
 
 DEFAULT = "bench.adapters:taskqueue"
 
@@ -49,22 +51,23 @@ class QueueAdapter(Protocol):
 REQUIRED = tuple(name for name in vars(QueueAdapter) if not name.startswith("_"))
 
 
-def taskqueue(connection: dict[str, Any], options: Any) -> QueueAdapter:
+def taskqueue(target: Target, options: Any) -> QueueAdapter:
     """Our TaskQueue with the engine of ``--engine``."""
-    return TaskQueue(**_common(connection, options), engine=getattr(options, "engine", "list"))
+    return TaskQueue(**_common(target, options), engine=getattr(options, "engine", "list"))
 
 
-def list_engine(connection: dict[str, Any], options: Any) -> QueueAdapter:
-    return TaskQueue(**_common(connection, options), engine="list")
+def list_engine(target: Target, options: Any) -> QueueAdapter:
+    return TaskQueue(**_common(target, options), engine="list")
 
 
-def stream_engine(connection: dict[str, Any], options: Any) -> QueueAdapter:
-    return TaskQueue(**_common(connection, options), engine="stream")
+def stream_engine(target: Target, options: Any) -> QueueAdapter:
+    return TaskQueue(**_common(target, options), engine="stream")
 
 
-def _common(connection: dict[str, Any], options: Any) -> dict[str, Any]:
+def _common(target: Target, options: Any) -> dict[str, Any]:
     return {
-        **connection,
+        "redis_url": target.redis_url,
+        "cluster_nodes": target.cluster_nodes,
         "name": options.queue_name,
         "partitions": options.partitions or None,
         "pool_size": options.pool_size,
@@ -89,17 +92,17 @@ def resolve(spec: str) -> Callable[..., object]:
     return factory
 
 
-def build(spec: str, connection: dict[str, Any], options: Any) -> QueueAdapter:
+def build(spec: str, target: Target, options: Any) -> QueueAdapter:
     """Resolve, call and check the adapter (a clear error, not a traceback, when it is wrong)."""
     factory = resolve(spec)
     try:
-        adapter = factory(connection, options)
+        adapter = factory(target, options)
     except (UsageError, TaskQueueError):
         raise
     except ImportError as exc:
         raise UsageError(f"--queue {spec!r}: {exc}") from None
     except TypeError as exc:
-        raise UsageError(f"--queue {spec!r}: the factory must accept (connection, options): {exc}") from None
+        raise UsageError(f"--queue {spec!r}: the factory must accept (target, options): {exc}") from None
     except ValueError as exc:
         raise UsageError(f"--queue {spec!r}: {exc}") from None
     missing = [name for name in REQUIRED if not callable(getattr(adapter, name, None))]
@@ -118,15 +121,15 @@ def rq_job(payload: bytes) -> None:
     """The function RQ jobs name (never run here: the benchmark measures the queue, not work)."""
 
 
-def rq(connection: dict[str, Any], options: Any) -> QueueAdapter:
+def rq(target: Target, options: Any) -> QueueAdapter:
     """RQ's real ``Queue.enqueue`` and its worker-side dequeue and success handling."""
-    if connection.get("cluster_nodes"):
+    if target.redis_url is None:
         raise UsageError("--queue bench.adapters:rq: RQ does not support Redis Cluster; use a standalone backend")
     try:
         import rq as _rq  # noqa: F401
     except ImportError:
         raise UsageError("--queue bench.adapters:rq needs RQ: pip install -e '.[rq]'") from None
-    return RQAdapter(connection["redis_url"], options.queue_name, options.pool_size)
+    return RQAdapter(target.redis_url, options.queue_name, options.pool_size)
 
 
 class RQAdapter:

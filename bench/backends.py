@@ -32,6 +32,7 @@ from .servers import (
     find_server_bin,
     pid_is_redis,
 )
+from .target import Target
 from .topology import ClusterNodeInfo, parse_cluster_nodes
 
 HASH_SLOTS = 16384
@@ -81,8 +82,9 @@ class StandaloneBackend:
     def servers(self) -> list[RedisServer]:
         return [self.server]
 
-    def connection(self) -> dict[str, Any]:
-        return {"redis_url": self.url}
+    @property
+    def target(self) -> Target:
+        return Target(redis_url=self.url)
 
     def configure(self, config: dict[str, str]) -> None:
         with self.server.client() as r:
@@ -110,9 +112,9 @@ class ClusterBackend:
     def nodes(self) -> list[str]:
         return [s.address for s in self.servers]
 
-    def connection(self) -> dict[str, Any]:
-        # The seed's REDIS_CLUSTER_NODES form: usable by TaskQueue and as a command-line value alike.
-        return {"cluster_nodes": ",".join(self.nodes)}
+    @property
+    def target(self) -> Target:
+        return Target(cluster_nodes=",".join(self.nodes))
 
     def server_at(self, address: str) -> ServerNode:
         for server in self.servers:
@@ -431,10 +433,9 @@ def _pid_files(kind_dir: Path) -> list[tuple[int, int]]:
     return found
 
 
-def effective_of(connection: dict[str, Any]) -> dict[str, Any]:
+def effective_of(target: Target) -> dict[str, Any]:
     """Effective server settings of any backend (embedded or external), read-only. Servers that
     refuse CONFIG GET (managed Redis) still report INFO."""
-    from taskqueue.settings import parse_nodes
 
     def safe(r: redis.Redis) -> dict[str, Any]:
         try:
@@ -448,9 +449,9 @@ def effective_of(connection: dict[str, Any]) -> dict[str, Any]:
                 "maxmemory_policy": info.get("maxmemory_policy"),
             }
 
-    if connection.get("cluster_nodes"):
+    if target.redis_url is None:
         addresses: list[tuple[str, int]] = []
-        for host, port in parse_nodes(connection["cluster_nodes"]):
+        for host, port in target.nodes():
             try:  # every node the cluster knows (CLUSTER SLOTS would omit replicas still syncing)
                 with redis.Redis(host=host, port=port, socket_timeout=2) as seed:
                     known = parse_cluster_nodes(raw_text(seed, "CLUSTER NODES"))
@@ -472,7 +473,7 @@ def effective_of(connection: dict[str, Any]) -> dict[str, Any]:
                 except redis.RedisError as exc:
                     nodes[f"{h}:{p}"] = {"error": str(exc)}
         return {"backend": "cluster", "nodes": nodes}
-    client = redis.Redis.from_url(connection["redis_url"], socket_timeout=2)
+    client = redis.Redis.from_url(target.redis_url, socket_timeout=2)
     try:
         return {
             "backend": "standalone",

@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,8 +40,9 @@ from .options import LoadOptions
 from .progress import CellProgress
 from .results import environment_info
 from .scenario import Cell, Scenario
-from .servers import ServerNode, _die_with_parent, free_port
+from .servers import _die_with_parent, free_port
 from .stats import combine_repeats
+from .target import Target
 
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "locustfiles" / "queue.py"
 STOP_TIMEOUT_S = 5  # Locust lets users finish their current task (a consumer acks what it holds)
@@ -95,8 +95,9 @@ class External:
     def kind(self) -> str:
         return "cluster" if self.cluster_nodes else "standalone"
 
-    def connection(self) -> dict[str, Any]:
-        return {"cluster_nodes": self.cluster_nodes} if self.cluster_nodes else {"redis_url": self.redis_url}
+    @property
+    def target(self) -> Target:
+        return Target(self.redis_url, self.cluster_nodes)
 
 
 class Runner:
@@ -275,7 +276,7 @@ class Runner:
         backend.configure({"maxmemory": "0"})  # flush needs room
         backend.flush()
         backend.configure(config)
-        reset_stats(backend.servers)
+        reset_stats(backend)
 
     # -- one cell -------------------------------------------------------------------------------
 
@@ -298,7 +299,7 @@ class Runner:
         self.prepare(backend, params)
         rep_dir.mkdir(parents=True, exist_ok=True)
         queue_name = f"cell{index}"
-        connection = backend.connection()
+        target = backend.target
         sampler = InfoSampler(backend.servers) if not isinstance(backend, External) else None
         if sampler:
             sampler.start()
@@ -308,7 +309,7 @@ class Runner:
         ran_to_end = False
         try:
             with open(rep_dir / "locust.log", "w") as log:
-                opts = cell_load_options(params, connection, queue_name, rep_dir)
+                opts = cell_load_options(params, target, queue_name, rep_dir)
                 proc = start_locust(locust_command(params, opts, rep_dir), log, env={**os.environ, **opts.as_env()})
             started = _wait_for_start(proc, rep_dir)
             if params["fault"] != "none" and isinstance(backend, backends.ClusterBackend):
@@ -342,7 +343,7 @@ class Runner:
             progress.phase("restore")
             events = faults.restore(backend, injector, heal_s) if isinstance(backend, backends.ClusterBackend) else None
             progress.phase("drain")
-            result = self.collect(cell, rep_dir, connection, queue_name, sampler, events, proc.returncode)
+            result = self.collect(cell, rep_dir, target, queue_name, sampler, events, proc.returncode)
         except KeyboardInterrupt as exc:  # during the restore or the drain: keep what Locust measured
             self.interrupted = self.interrupted or exc
             if injector is not None:
@@ -364,7 +365,7 @@ class Runner:
         self,
         cell: Cell,
         rep_dir: Path,
-        connection: dict[str, Any],
+        target: Target,
         queue_name: str,
         sampler: InfoSampler | None,
         events: faults.FaultEvents | None,
@@ -385,7 +386,7 @@ class Runner:
         self._raise_usage_error(rep_dir, returncode)
         audit_file = rep_dir / "audit-ids.json.gz"
         audit = AuditLog.load(audit_file) if audit_file.exists() else AuditLog()
-        drain = drain_queue(connection, params, queue_name, audit)
+        drain = drain_queue(target, params, queue_name, audit)
         audit.save(audit_file)
         if sampler:
             sampler.write(rep_dir / "info.csv", start)
@@ -531,13 +532,11 @@ def headless_locust(users: int, spawn_rate: float, seconds: float) -> list[str]:
     ]
 
 
-def cell_load_options(
-    params: dict[str, Any], connection: dict[str, Any], queue_name: str, rep_dir: Path
-) -> LoadOptions:
+def cell_load_options(params: dict[str, Any], target: Target, queue_name: str, rep_dir: Path) -> LoadOptions:
     """The cell's load as Locust options (validated)."""
     return LoadOptions(
-        redis_url=connection.get("redis_url", ""),
-        cluster_nodes=connection.get("cluster_nodes", ""),
+        redis_url=target.redis_url or "",
+        cluster_nodes=target.cluster_nodes or "",
         queue_name=queue_name,
         pool_size=params["pool_size"],
         pool_blocking=params["pool_blocking"],
@@ -592,14 +591,14 @@ def _wait_for_start(proc: subprocess.Popen[bytes], rep_dir: Path, timeout: float
     return time.time()
 
 
-def drain_queue(connection: dict[str, Any], params: dict[str, Any], queue_name: str, audit: AuditLog) -> dict[str, Any]:
+def drain_queue(target: Target, params: dict[str, Any], queue_name: str, audit: AuditLog) -> dict[str, Any]:
     """After the load: consume until the queue is empty (expired leases requeued) or the drain
     timeout passes. Every delivery goes into the audit."""
     started = time.monotonic()
     deadline = started + params["drain_timeout"]
     delivered = errors = 0
     depth = inflight = -1
-    queue = adapters.build(params["queue"] or adapters.DEFAULT, connection, _drain_options(params, queue_name))
+    queue = adapters.build(params["queue"] or adapters.DEFAULT, target, _drain_options(params, queue_name))
     try:
         while time.monotonic() < deadline:
             try:
@@ -675,9 +674,9 @@ def combine_cell(cell: Cell, repeats: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def reset_stats(servers: Sequence[ServerNode]) -> None:
+def reset_stats(backend: backends.Backend) -> None:
     """CONFIG RESETSTAT on every live node, so the cell's server counters are its own."""
-    for server in servers:
+    for server in backend.servers:
         if server.is_alive():
             with server.client() as r:
                 r.config_resetstat()

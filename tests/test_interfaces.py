@@ -1,14 +1,17 @@
-"""The typed pieces of #13 on literal inputs: the one server-version reader, the adapter Protocol."""
+"""The typed pieces of #13 on literal inputs: Target, the one server-version reader, the adapter Protocol."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 
 from bench import adapters
 from bench.errors import UsageError
+from bench.target import Target
 from taskqueue.connection import server_report, server_version
 
-STANDALONE = {"redis_url": "redis://127.0.0.1:1/0"}
+STANDALONE = Target(redis_url="redis://127.0.0.1:1/0")
 
 REDIS_INFO = {"redis_version": "7.2.4", "redis_mode": "standalone", "os": "Linux"}
 # Valkey 8 keeps a Redis-compatible redis_version for clients and reports its own version beside it.
@@ -47,3 +50,25 @@ def test_adapter_protocol_is_the_required_list_and_build_checks_it() -> None:
         adapters.build(f"{__name__}:half_queue", STANDALONE, None)
     lacks = str(caught.value).split("lacks ", 1)[1]
     assert lacks.startswith("dequeue, ack, depth, inflight, requeue_expired, describe, purge, close"), lacks
+
+
+def test_target_is_exactly_one_of_url_and_nodes() -> None:
+    url = Target(redis_url="redis://:s3cret@127.0.0.1:6379/0")
+    assert (url.kind, url.cluster_nodes, url.nodes()) == ("standalone", None, [])
+    assert dict(url) == {"redis_url": "redis://:s3cret@127.0.0.1:6379/0"}  # the JSON form keeps the password
+    assert str(url) == url.display() == "redis://***@127.0.0.1:6379/0" and "s3cret" not in repr(url)
+    nodes = Target.cluster([("127.0.0.1", 7000), "127.0.0.1:7001"])
+    assert nodes == Target(cluster_nodes="127.0.0.1:7000,127.0.0.1:7001")  # a value: equal and hashable
+    assert len({nodes, Target(cluster_nodes="127.0.0.1:7000,127.0.0.1:7001")}) == 1
+    assert (nodes.kind, nodes.redis_url, nodes.nodes()) == ("cluster", None, [("127.0.0.1", 7000), ("127.0.0.1", 7001)])
+    assert nodes.display() == "redis-cluster://127.0.0.1:7000,127.0.0.1:7001"
+    assert dict(nodes) == {"cluster_nodes": "127.0.0.1:7000,127.0.0.1:7001"} and nodes.get("redis_url") is None
+    assert Target.of("", "") is None and Target.of("", "127.0.0.1:7000") == Target(cluster_nodes="127.0.0.1:7000")
+    both, neither = {"redis_url": "redis://h:1/0", "cluster_nodes": "h:2"}, {"redis_url": "", "cluster_nodes": None}
+    for wrong in ({}, neither, both):
+        with pytest.raises(ValueError, match="exactly one"):
+            Target(**wrong)
+    with pytest.raises(ValueError, match="host:port"):
+        Target.cluster(["localhost"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        url.__setattr__("redis_url", "redis://elsewhere:1/0")
