@@ -12,7 +12,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,14 +185,9 @@ class ClusterBackend:
         return problems
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        problems = ["not checked"]
-        while time.monotonic() < deadline:
-            problems = self.health_problems()
-            if not problems:
-                return
-            time.sleep(0.2)
-        raise UsageError(f"cluster not healthy after {timeout:.0f}s: {'; '.join(problems[:4])}")
+        problems = poll_health(self.health_problems, timeout)
+        if problems:
+            raise UsageError(f"cluster not healthy after {timeout:.0f}s: {'; '.join(problems[:4])}")
 
     def master_of_slot(self, slot: int) -> ClusterNodeInfo:
         for node in self.topology():
@@ -215,6 +210,19 @@ class ClusterBackend:
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
+
+
+def poll_health(problems: Callable[[], list[str]], timeout: float, interval: float = 0.2) -> list[str]:
+    """The one way to wait for a cluster's health: call ``problems`` (e.g. ``ClusterBackend.health_problems``)
+    until it finds none, then []; after ``timeout`` s, the last problems it found."""
+    deadline = time.monotonic() + timeout
+    found = ["not checked"]
+    while time.monotonic() < deadline:
+        found = problems()
+        if not found:
+            return []
+        time.sleep(interval)
+    return found
 
 
 def raw_text(r: redis.Redis, command: str) -> str:

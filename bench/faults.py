@@ -28,7 +28,7 @@ from redis.crc import key_slot
 from taskqueue.keys import partition_keys
 
 from . import outage, serverlog
-from .backends import ClusterBackend
+from .backends import ClusterBackend, poll_health
 from .netns import CLIENT_ADDRESS, NETWORK_FAULTS, Firewall
 from .servers import LOOPBACK, ServerNode
 
@@ -207,16 +207,13 @@ def restore(backend: ClusterBackend, injector: FaultInjector | None, timeout: fl
             firewall_problems = injector.firewall.problems()
         except RuntimeError as exc:
             firewall_problems = [f"firewall: {exc}"]
-    deadline = time.monotonic() + timeout
-    problems = ["not checked"]
-    while time.monotonic() < deadline:
-        problems = backend.health_problems()
-        if not problems and injector.kind == "partition-master":
-            problems = _old_master_problems(backend, injector)
-        if not problems:
-            events.restored_at = time.time()
-            break
-        time.sleep(0.25)
+    def unhealthy() -> list[str]:
+        found = backend.health_problems()
+        return found or (_old_master_problems(backend, injector) if injector.kind == "partition-master" else [])
+
+    problems = poll_health(unhealthy, timeout, interval=0.25)
+    if not problems:
+        events.restored_at = time.time()
     events.restore_problems = firewall_problems + problems
     _from_server_logs(backend, events, injector.replica_server)
     if injector.kind in NETWORK_FAULTS:

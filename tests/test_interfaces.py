@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from bench import adapters
+from bench.backends import poll_health
 from bench.errors import UsageError
 from bench.target import Target
 from taskqueue.connection import server_report, server_version
@@ -72,3 +73,12 @@ def test_target_is_exactly_one_of_url_and_nodes() -> None:
         Target.cluster(["localhost"])
     with pytest.raises(dataclasses.FrozenInstanceError):
         url.__setattr__("redis_url", "redis://elsewhere:1/0")
+
+
+def test_poll_health_returns_once_healthy_or_the_last_problems() -> None:
+    answers = iter([["3 masters with slots, expected 4"], ["127.0.0.1:7001 replica link down"], []])
+    assert poll_health(lambda: next(answers), timeout=5, interval=0.01) == []
+    assert next(answers, "polled past healthy") == "polled past healthy"
+    calls: list[int] = []
+    left = poll_health(lambda: calls.append(1) or [f"still down ({len(calls)})"], timeout=0.1, interval=0.02)
+    assert len(calls) >= 2 and left == [f"still down ({len(calls)})"]
