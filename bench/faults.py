@@ -207,6 +207,7 @@ def restore(backend: ClusterBackend, injector: FaultInjector | None, timeout: fl
             firewall_problems = injector.firewall.problems()
         except RuntimeError as exc:
             firewall_problems = [f"firewall: {exc}"]
+
     def unhealthy() -> list[str]:
         found = backend.health_problems()
         return found or (_old_master_problems(backend, injector) if injector.kind == "partition-master" else [])
