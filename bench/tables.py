@@ -6,8 +6,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import backends
+from .cells import fault_windows, lost, rate_shortfall
 from .errors import UsageError
-from .report_tables import fault_windows, lost, lost_text, rate_shortfall
+from .report_tables import lost_text
 
 
 def status_table(backend: backends.Backend) -> Table:

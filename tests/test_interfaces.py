@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from bench import adapters
+from bench import adapters, cells
 from bench.backends import poll_health
 from bench.errors import UsageError
 from bench.target import Target
@@ -80,5 +80,36 @@ def test_poll_health_returns_once_healthy_or_the_last_problems() -> None:
     assert poll_health(lambda: next(answers), timeout=5, interval=0.01) == []
     assert next(answers, "polled past healthy") == "polled past healthy"
     calls: list[int] = []
-    left = poll_health(lambda: calls.append(1) or [f"still down ({len(calls)})"], timeout=0.1, interval=0.02)
+
+    def still_down() -> list[str]:
+        calls.append(1)
+        return [f"still down ({len(calls)})"]
+
+    left = poll_health(still_down, timeout=0.1, interval=0.02)
     assert len(calls) >= 2 and left == [f"still down ({len(calls)})"]
+
+
+def _cell(**params: object) -> dict[str, object]:
+    return {"id": "c", "params": {"fault": "none", "maxmemory": "0", **params}, "errors": {}, "audit": {}}
+
+
+def test_cell_accessors_on_literal_rows() -> None:
+    plain, old_run = _cell(), {"id": "old", "params": {}, "errors": {}}  # an older summary: no fault, no maxmemory
+    faulted, limited = _cell(fault="kill-master"), _cell(maxmemory="4mb", maxmemory_policy="noeviction")
+    assert [cells.is_plain(c) for c in (plain, old_run, faulted, limited)] == [True, True, False, False]
+    assert [cells.is_faulted(c) for c in (plain, faulted, _cell(fault=None))] == [False, True, False]
+    assert [cells.memory_limited(c) for c in (_cell(maxmemory=0), _cell(maxmemory=""), limited)] == [False, False, True]
+    errors = {"enqueue": {"pool_exhausted": 3, "timeout": 1}, "ack": {"pool_exhausted": 2}}
+    assert cells.error_count({"errors": errors}, "pool_exhausted") == 5
+    assert cells.error_count({"errors": errors}, "oom") == 0
+    assert cells.lost({"lost": 2}) == (2, False)
+    assert cells.lost({"lost": 2, "lost_upper_bound": 5}) == (7, True)  # summed repeats: one drain timed out
+    assert cells.lost({"lost": 0, "lost_is_upper_bound": True}) == (0, True)  # the old flag
+    assert cells.lost({}) == (None, False)
+    assert cells.repeat_count({"repeats": [{}, {}], "params": {"repeat": 3}}) == 2
+    assert cells.repeat_count({"params": {"repeat": 3}}) == 3
+    reached, short = {"rate": 100, "rate_reached": True}, {"rate": 900, "rate_reached": False}
+    assert cells.rate_shortfall({"open_loop": reached, "repeats": [{"open_loop": short}]}) is short
+    assert cells.rate_shortfall({"open_loop": reached}) is None
+    assert cells.fault_windows({"unavailable_s": 1.5, "error_window_s": 2.0}) == (1.5, 2.0)
+    assert cells.fault_windows({"unavailable_s": 2.0}) == (None, 2.0)  # before #9: that was the error window
