@@ -425,7 +425,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     if not STATE.is_worker:  # read back before any fault can take a node away
         STATE.effective = _read_effective(opts, STATE.queue)
     if STATE.is_master:
-        STATE.workers = environment.runner.worker_count if environment.runner else 0  # type: ignore[union-attr,attr-defined]
+        STATE.workers = runner.worker_count if isinstance(runner := environment.runner, MasterRunner) else 0
         STATE.greenlets.append(gevent.spawn(_finalizer_loop))
         return
     if opts.rate > 0:
