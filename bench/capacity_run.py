@@ -419,15 +419,9 @@ class CapacityRun:
         o = self.options
         allowance = STARTUP_ALLOWANCE_S
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            params = {
-                **cell.params,
-                "rate": rate,
-                "duration": o.warmup_s + o.step_s + allowance,
-                "warmup": o.warmup_s,
-                "repeat": 1,
-            }
+            step_cell = cell.updated(rate=rate, duration=o.warmup_s + o.step_s + allowance, warmup=o.warmup_s, repeat=1)
             rep_dir = step_dir / "repeat-1"
-            load, returncode, samples = self._locust(index, params, rep_dir)
+            load, returncode, samples = self._locust(index, step_cell, rep_dir)
             measured = float((load or {}).get("measured_s") or 0.0)
             if load is None or measured >= SHORT_WINDOW * o.step_s or attempt == MAX_ATTEMPTS:
                 break
@@ -458,14 +452,14 @@ class CapacityRun:
         }
         if load is None:
             del repeat["ops"]  # combine_cell counts only repeats that have results
-        record = combine_cell(Cell(id=f"{cell.id} @ {rate:,.0f}/s", params=params), [repeat])
+        record = combine_cell(step_cell.updated(f"{cell.id} @ {rate:,.0f}/s"), [repeat])
         record["params"] = _public(record["params"])
         record["dir"] = str(step_dir.relative_to(self.out))
         record["window"] = window
         return step, record
 
     def _locust(
-        self, index: int, params: dict[str, Any], rep_dir: Path
+        self, index: int, cell: Cell, rep_dir: Path
     ) -> tuple[dict[str, Any] | None, int | None, list[dict[str, Any]]]:
         """Prepare the backend, run Locust into ``rep_dir`` while sampling; its summary.json and the samples.
 
@@ -474,6 +468,7 @@ class CapacityRun:
         ``--processes``: its dispatcher puts all of one user class on each of two workers, and every worker
         plans rate / N sends, so one process would offer half the rate and the other plan sends it has no
         producer for (coverage 50 %, whatever the queue does)."""
+        params = cell.params
         backend = self.runner.backend_for(params)
         self.runner.prepare(backend, params)
         rep_dir.mkdir(parents=True, exist_ok=True)
@@ -481,13 +476,13 @@ class CapacityRun:
         n = params["processes"] if self.workers is None and params["processes"] >= 2 else 1
         runs = []  # (command, env, results folder)
         for k, share in enumerate(_split(params["users"], n), start=1):
-            own = {**params, "users": share, "rate": params["rate"] / n, "processes": 0} if n > 1 else params
+            own = cell.updated(users=share, rate=params["rate"] / n, processes=0) if n > 1 else cell
             out = rep_dir / f"process-{k}" if n > 1 else rep_dir
             out.mkdir(parents=True, exist_ok=True)
             # No audit: nothing is drained between steps (the next step's prepare flushes), and recording
             # every id would cost the load generator CPU that belongs to the load.
             opts = dataclasses.replace(cell_load_options(own, backend.target, queue_name, out), audit=False)
-            cmd = locust_command(own, opts, out)
+            cmd = locust_command(own.params, opts, out)
             if self.workers is not None:
                 cmd = _without_processes(cmd) + self.workers.args()
             runs.append((cmd, {**os.environ, **opts.as_env()}, out))

@@ -292,9 +292,35 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Exit 0 when the run ended (cells may still be incomplete: see summary.json), 130 after
-    Ctrl-C, 143 after SIGTERM; both write the results so far and stop Locust and the servers."""
-    from .runner import Terminated
+    overrides = {k: getattr(args, k) for k in ("duration", "warmup", "repeat", "users", "processes")}
+    kw = {k: getattr(args, k) for k in ("redis_url", "cluster_nodes", "docker", "allow_flush", "allow_failover")}
+    kw |= {"charts": not args.no_charts, "keep": args.keep, "server_bin": args.server_bin, "argv": args.argv}
+    return run_scenario(args.scenario, args.out, overrides, **kw)
+
+
+def run_scenario(
+    name: str,
+    out: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    redis_url: str | None = None,
+    cluster_nodes: str | None = None,
+    docker: bool = False,
+    allow_flush: bool = False,
+    allow_failover: bool = False,
+    charts: bool = True,
+    keep: bool = False,
+    server_bin: str | None = None,
+    argv: list[str] | None = None,
+) -> int:
+    """`bench run` (and `bench demo`) as a function; the keywords are `bench run`'s flags. Exit 0 when
+    the run ended (cells may still be incomplete: see summary.json), 130 after Ctrl-C, 143 after
+    SIGTERM; both write the results so far and stop Locust and the servers."""
+    from datetime import datetime
+
+    from . import docker as compose
+    from . import netns, preflight, scenario
+    from .runner import External, Runner, Terminated
 
     raised = False
 
@@ -308,73 +334,54 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        return _run(args)
+        loaded = scenario.load(name, overrides)
+        partitioned = netns.wanted(loaded.cells)
+        if partitioned and not netns.inside():  # network faults: the whole run goes on in a private namespace
+            other = bool(redis_url or cluster_nodes)
+            return netns.run_inside(argv or sys.argv[1:], partitioned, docker=docker, external=other)
+        if partitioned:
+            netns.setup()
+        external = None
+        if docker:
+            if redis_url or cluster_nodes:
+                raise UsageError("--docker runs on the compose cluster: drop --redis-url/--cluster-nodes")
+            compose.compose("up", "-d")
+            compose.wait_cluster_ok()
+            nodes = ",".join(compose.COMPOSE_NODES)
+            external = External(cluster_nodes=nodes, allow_flush=True, docker=True, containers=compose.describe())
+        elif redis_url or cluster_nodes:
+            if redis_url and cluster_nodes:
+                raise UsageError("give --redis-url or --cluster-nodes, not both")
+            if cluster_nodes:
+                from taskqueue.settings import parse_nodes
+
+                try:
+                    parse_nodes(cluster_nodes)
+                except ValueError as exc:
+                    raise UsageError(str(exc)) from None
+            external = External(redis_url or "", cluster_nodes or "", allow_flush, allow_failover)
+            preflight.check_external(redis_url=redis_url, cluster_nodes=cluster_nodes)  # read-only
+        if server_bin or not external:
+            find_server_bin(server_bin)
+        out = out or Path("results") / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{loaded.name}"
+        runner = Runner(loaded, out, server_bin=server_bin, external=external, console=console, keep=keep)
+        runner.check()
+        console.print(f"{escape(scenario.origin(loaded))}: {len(loaded.cells)} cells -> {out}")
+        runner.run()
+        summary = runner.summary
+        console.print(run_table(summary))
+        if runner.interrupted is not None:  # stop now; the charts can be made later
+            if charts and summary["cells"]:
+                console.print(f"charts and report skipped: `bench report {out}` makes them")
+        elif charts:
+            _charts_and_report(out)
+        state = "complete" if summary["complete"] else f"INCOMPLETE ({summary.get('incomplete_reason', 'see cells')})"
+        console.print(f"results: {out}/summary.json ({state})")
+        if runner.interrupted is not None:  # 130 for Ctrl-C, 143 for SIGTERM (128 + signal)
+            return int(getattr(runner.interrupted, "exit_code", 130))
+        return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from datetime import datetime
-
-    from . import netns, preflight, scenario
-    from .runner import External, Runner
-
-    overrides = {
-        "duration": args.duration,
-        "warmup": args.warmup,
-        "repeat": args.repeat,
-        "users": args.users,
-        "processes": args.processes,
-    }
-    loaded = scenario.load(args.scenario, overrides)
-    partitioned = netns.wanted(loaded.cells)
-    if partitioned and not netns.inside():  # network faults: the whole run goes on in a private namespace
-        other = bool(args.redis_url or args.cluster_nodes)
-        return netns.run_inside(
-            getattr(args, "argv", None) or sys.argv[1:], partitioned, docker=args.docker, external=other
-        )
-    if partitioned:
-        netns.setup()
-    external = None
-    if args.docker:
-        if args.redis_url or args.cluster_nodes:
-            raise UsageError("--docker runs on the compose cluster: drop --redis-url/--cluster-nodes")
-        docker.compose("up", "-d")
-        docker.wait_cluster_ok()
-        nodes = ",".join(docker.COMPOSE_NODES)
-        external = External(cluster_nodes=nodes, allow_flush=True, docker=True, containers=docker.describe())
-    elif args.redis_url or args.cluster_nodes:
-        if args.redis_url and args.cluster_nodes:
-            raise UsageError("give --redis-url or --cluster-nodes, not both")
-        if args.cluster_nodes:
-            from taskqueue.settings import parse_nodes
-
-            try:
-                parse_nodes(args.cluster_nodes)
-            except ValueError as exc:
-                raise UsageError(str(exc)) from None
-        external = External(args.redis_url or "", args.cluster_nodes or "", args.allow_flush, args.allow_failover)
-        preflight.check_external(redis_url=args.redis_url, cluster_nodes=args.cluster_nodes)  # read-only
-    if args.server_bin or not external:
-        find_server_bin(args.server_bin)
-    out = args.out or Path("results") / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{loaded.name}"
-    keep = getattr(args, "keep", False)
-    runner = Runner(loaded, out, server_bin=args.server_bin, external=external, console=console, keep=keep)
-    runner.check()
-    console.print(f"{escape(scenario.origin(loaded))}: {len(loaded.cells)} cells -> {out}")
-    runner.run()
-    summary = runner.summary
-    console.print(run_table(summary))
-    if runner.interrupted is not None:  # stop now; the charts can be made later
-        if not args.no_charts and summary["cells"]:
-            console.print(f"charts and report skipped: `bench report {out}` makes them")
-    elif not args.no_charts:
-        _charts_and_report(out)
-    state = "complete" if summary["complete"] else f"INCOMPLETE ({summary.get('incomplete_reason', 'see cells')})"
-    console.print(f"results: {out}/summary.json ({state})")
-    if runner.interrupted is not None:  # 130 for Ctrl-C, 143 for SIGTERM (128 + signal)
-        return int(getattr(runner.interrupted, "exit_code", 130))
-    return 0
 
 
 def _charts_and_report(out: Path) -> None:
@@ -390,24 +397,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     out = args.out or Path("results") / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-demo"
-    run_args = argparse.Namespace(
-        allow_failover=False,
-        docker=False,
-        scenario="demo",
-        duration=args.duration,
-        warmup=None,
-        repeat=None,
-        users=None,
-        processes=None,
-        out=out,
-        redis_url=None,
-        cluster_nodes=None,
-        allow_flush=False,
-        no_charts=False,
-        server_bin=args.server_bin,
-        state_dir=args.state_dir,
-    )
-    code = cmd_run(run_args)
+    code = run_scenario("demo", out, {"duration": args.duration}, server_bin=args.server_bin, argv=args.argv)
     console.print(f"\n[bold]demo done[/]: open {out / 'report.html'} (or report.md); charts in {out / 'charts'}")
     return code
 

@@ -328,18 +328,24 @@ def partition_outages(
 
 
 def timeline(
-    events: FaultEvents, start_epoch: float, load: dict[str, Any], partition: int, partition_masters: dict[str, str]
+    events: FaultEvents,
+    start_epoch: float,
+    load: dict[str, Any],
+    partition: int,
+    partition_masters: dict[str, str],
+    until: float | None = None,
 ) -> dict[str, Any]:
     """The cell's fault timeline in seconds from the load start. ``unavailable_s`` is the longest
     window without a successful operation on the faulted partition after the injection (hanging
-    calls included), not the span of errors, which is reported beside it."""
+    calls included) and before ``until`` (epoch: a repeated fault's next injection), not the span
+    of errors, which is reported beside it."""
 
     def rel(t: float | None) -> float | None:
         return _rel(t, start_epoch)
 
     faulted = {p for p, master in partition_masters.items() if master == events.target} | {str(partition)}
     end = start_epoch + float(load.get("elapsed_s") or 0.0)
-    window = (events.injected_at or end, end)
+    window = (events.injected_at or end, min(end, until or end))
     per_partition = partition_outages(load, start_epoch, window, faulted)
     mine = per_partition[str(partition)]
     healthy = [v["unavailable_s"] for v in per_partition.values() if not v["faulted"] and v["errors"]]

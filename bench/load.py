@@ -61,6 +61,7 @@ class LoadState:
         self.recorder = Recorder()
         self.queue: adapters.QueueAdapter | None = None
         self.schedule: Schedule | None = None
+        self.rate_share: tuple[int, int] = (0, 0)  # a worker's (senders here, senders in all) behind its rate
         self.embedded: backends.Backend | None = None
         self.target: Target | None = None
         self.payload = b""
@@ -177,6 +178,8 @@ def produce() -> None:
     intended = None
     schedule = STATE.schedule
     if schedule is not None:
+        if STATE.is_worker:
+            _share_rate(schedule)
         intended = schedule.next_slot()
         wait = intended - time.perf_counter()
         if wait > 0:
@@ -294,7 +297,7 @@ def consume() -> None:
 
 
 def _on_parser(parser: Any) -> None:
-    add_load_options(parser, locust=True)
+    add_load_options(parser)
     # Locust's default (0) kills users mid-operation at the stop: a task can be stored in Redis
     # but never counted. Users finish their operation instead; -s/--stop-timeout still wins.
     parser.set_defaults(stop_timeout=DEFAULT_STOP_TIMEOUT_S)
@@ -426,14 +429,47 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         STATE.effective = _read_effective(opts, STATE.queue)
     if STATE.is_master:
         STATE.workers = runner.worker_count if isinstance(runner := environment.runner, MasterRunner) else 0
+        if opts.rate > 0 and environment.runner is not None and environment.parsed_options is not None:
+            # Sent to the workers with every spawn message (Locust forwards non-default options).
+            environment.parsed_options.tq_senders_total = expected_senders(
+                environment.user_classes, environment.runner.target_user_count
+            )
         STATE.greenlets.append(gevent.spawn(_finalizer_loop))
         return
     if opts.rate > 0:
-        processes = getattr(environment.parsed_options, "expect_workers", 1) if STATE.is_worker else 1
-        STATE.schedule = Schedule(per_process_rate(opts.rate, processes), time.perf_counter())
+        # One process: the whole rate. A worker: its senders' share, set once its users are known (produce).
+        STATE.schedule = Schedule(0.0 if STATE.is_worker else opts.rate, time.perf_counter())
+        STATE.rate_share = (0, 0)
     STATE.greenlets.append(gevent.spawn(_reaper_loop))
     if not STATE.is_worker:
         STATE.greenlets.append(gevent.spawn(_finalizer_loop))
+
+
+SENDERS = ("ProducerUser", "MixedUser")  # the user classes that enqueue on the open-loop schedule
+
+
+def expected_senders(user_classes: list[type], users: int) -> int:
+    """How many of ``users`` Locust will make senders: its own dispatch order over the class weights."""
+    from locust.dispatch import _kl_generator
+
+    weighted = [(cls.__name__, float(getattr(cls, "weight", 1))) for cls in user_classes if getattr(cls, "weight", 1)]
+    order = _kl_generator(weighted)
+    return sum(1 for _ in range(users) if next(order) in SENDERS)
+
+
+def _share_rate(schedule: Schedule) -> None:
+    """A worker offers ``--rate`` × its senders / all senders: Locust may put every producer on one
+    worker (it deals users to workers in class order), so an equal split per process is wrong."""
+    env = STATE.environment
+    runner, options = (env.runner, env.parsed_options) if env is not None else (None, None)
+    here = sum((getattr(runner, "target_user_classes_count", None) or {}).get(name, 0) for name in SENDERS)
+    total = int(getattr(options, "tq_senders_total", 0) or 0)
+    if (here, total) != STATE.rate_share:
+        STATE.rate_share = (here, total)
+        workers = max(1, int(getattr(options, "expect_workers", 1) or 1))
+        # Unknown (a worker started by hand against an older master): the equal split, as before.
+        rate = STATE.opts.rate * here / total if here and total else per_process_rate(STATE.opts.rate, workers)
+        schedule.set_rate(rate, time.perf_counter())
 
 
 def _reaper_loop() -> None:

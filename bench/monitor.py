@@ -56,12 +56,14 @@ class InfoSampler(threading.Thread):
         self._halt.set()
         self.join(timeout=5)
 
-    def write(self, path: Path, start_epoch: float) -> None:
+    def write(self, path: Path, start_epoch: float) -> list[dict[str, Any]]:
+        """info.csv, seconds from the load's start; returns the rows written."""
+        rows = [{"t_s": round(row["epoch_s"] - start_epoch, 3), **row} for row in self.rows]
         with open(path, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=("t_s", *FIELDS))
             writer.writeheader()
-            for row in self.rows:
-                writer.writerow({"t_s": round(row["epoch_s"] - start_epoch, 3), **row})
+            writer.writerows(rows)
+        return rows
 
     def peak(self, field: str) -> int:
         return max((int(r.get(field) or 0) for r in self.rows), default=0)

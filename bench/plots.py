@@ -30,6 +30,7 @@ from .errors import UsageError
 from .plots_capacity import capacity_curves
 from .plots_faults import failover_timelines
 from .plots_partitions import partitions
+from .plots_soak import soak
 from .runs import Run, load_run
 
 OPS = ("enqueue", "dequeue", "ack", "e2e")
@@ -445,6 +446,7 @@ CHARTS: dict[str, Callable[[list[Run]], Figure | None]] = {
     "partitions": partitions,
     "latency-vs-load": latency_vs_load,
     "capacity": capacity_curves,
+    "soak": soak,
 }
 # A capacity run's cells are its configurations at their capacity: the capacity chart, plus the charts that
 # compare configurations at one load (the others assume a sweep of one parameter at a fixed load).

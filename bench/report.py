@@ -10,6 +10,7 @@ from typing import Any
 
 from .cells import error_count, fault_windows, is_plain, lost, memory_limited, rate_shortfall, repeat_count
 from .partition_loss import report_section as loss_section
+from .report_soak import drift_findings, drift_section, fault_series_section
 from .report_tables import (
     capacity_findings,
     capacity_section,
@@ -212,7 +213,7 @@ def markdown(run: Run) -> str:
         ]
     parts += [f"> **WARNING: {w}.**\n" for c in run.cells if (w := rate_warning(c))]
     parts += capacity_section(s)  # a capacity run: its answer first; cells below are configurations at capacity
-    said = (capacity_findings(s) if s.get("kind") == "capacity-run" else findings(run)) or [
+    said = (capacity_findings(s) if s.get("kind") == "capacity-run" else findings(run) + drift_findings(run.cells)) or [
         "nothing to compare: no pair of cells that differ in one setting"
     ]
     parts += ["## Findings", ""] + [f"- {f}" for f in said] + [""]
@@ -227,6 +228,9 @@ def markdown(run: Run) -> str:
                     "unstable: " + "/".join(c["unstable"]) if c["unstable"] else "",
                     "" if c["complete"] else "incomplete",
                     "rate NOT reached" if rate_shortfall(c) else "",
+                    f"measured {c['short']['measured_s']:.1f} of {c['short']['planned_s']:g} s"
+                    if c.get("short")
+                    else "",
                 ],
             )
         )
@@ -310,6 +314,7 @@ def markdown(run: Run) -> str:
     if faulted:
         parts += fault_section(faulted)
         parts += loss_section(faulted)  # network partitions: lost vs acknowledged by the cut-off master
+    parts += fault_series_section(run.cells) + drift_section(run.cells)
     parts += open_loop_section(run.cells) + server_section(run.cells)
     rows = []
     for c in run.cells:

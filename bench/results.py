@@ -19,7 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from .metrics import Recorder, decode
+from .metrics import Recorder, decode, release
 from .stats import summarize
 
 TIMESERIES_FIELDS = (
@@ -196,6 +196,29 @@ def read_hlog(path: Path) -> list[tuple[float, float, Any]]:
         begin, length, _max, blob = line.split(",", 3)
         out.append((float(begin), float(length), decode(blob)))
     return out
+
+
+def hlog_percentiles(path: Path, percentiles: tuple[float, ...] = (50.0, 99.0)) -> list[dict[str, float]]:
+    """Per interval of a ``.hlog``: its middle (s from the log's start), length, count and the given
+    percentiles in µs. Decodes one interval at a time, so a soak's hour of seconds reads in constant memory."""
+    out = []
+    with open(path) as fh:
+        for line in fh:
+            if not line.strip() or line.startswith(("#", '"')):
+                continue
+            begin, length, _max, blob = line.split(",", 3)
+            hist = decode(blob.strip())
+            row = {"t_s": round(float(begin) + float(length) / 2, 3), "span_s": float(length)}
+            row["count"] = hist.get_total_count()
+            row.update({f"p{q:g}_us": float(hist.get_value_at_percentile(q)) for q in percentiles})
+            out.append(row)
+            release(hist)
+    return out
+
+
+def read_intervals(rep_dir: Path, percentiles: tuple[float, ...] = (50.0, 99.0)) -> dict[str, list[dict[str, float]]]:
+    """:func:`hlog_percentiles` for every operation's log in a repeat folder (empty without ``hlog/``)."""
+    return {path.stem: hlog_percentiles(path, percentiles) for path in sorted((rep_dir / "hlog").glob("*.hlog"))}
 
 
 def _write_timeseries(out: Path, rows: list[dict[str, Any]], start_epoch: float, end_epoch: float) -> None:

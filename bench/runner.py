@@ -12,6 +12,7 @@ gets PR_SET_PDEATHSIG, so even a SIGKILL of the harness leaves no process behind
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -32,13 +33,14 @@ from rich.markup import escape
 from taskqueue import TaskQueueError
 from taskqueue.settings import redact_url
 
-from . import adapters, backends, faults, netns
+from . import adapters, backends, drift, faults, netns, periodic
 from .audit import AuditLog, count
 from .errors import UsageError
 from .monitor import InfoSampler
 from .options import LoadOptions
+from .probes import LoadProbe
 from .progress import CellProgress
-from .results import environment_info
+from .results import environment_info, read_intervals
 from .scenario import Cell, Scenario
 from .servers import _die_with_parent, free_port
 from .stats import combine_repeats
@@ -47,6 +49,7 @@ from .target import Target
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "locustfiles" / "queue.py"
 STOP_TIMEOUT_S = 5  # Locust lets users finish their current task (a consumer acks what it holds)
 LOCUST_STOP_GRACE_S = 30  # after SIGTERM, Locust writes its partial results; then its group is killed
+SHORT_SHARE = 0.9  # a cell that measured less than this share of its duration is flagged
 RESTORE_TIMEOUT_S = 60.0  # after a fault: the cluster healthy again (faults.restore)
 INTERRUPTED_DRAIN_S = 5  # an interrupted cell's drain: enough for its audit, short enough to stop soon
 
@@ -303,26 +306,20 @@ class Runner:
         sampler = InfoSampler(backend.servers) if not isinstance(backend, External) else None
         if sampler:
             sampler.start()
-        injector = None
+        injector: faults.FaultInjector | periodic.RepeatedFault | None = None
+        probe: LoadProbe | None = None
         proc: subprocess.Popen[bytes] | None = None
         label = f"{cell.id}" + (f" (repeat {r + 1}/{params['repeat']})" if params["repeat"] > 1 else "")
         ran_to_end = False
         try:
             with open(rep_dir / "locust.log", "w") as log:
-                opts = cell_load_options(params, target, queue_name, rep_dir)
+                opts = cell_load_options(cell, target, queue_name, rep_dir)
                 proc = start_locust(locust_command(params, opts, rep_dir), log, env={**os.environ, **opts.as_env()})
             started = _wait_for_start(proc, rep_dir)
+            probe = LoadProbe(proc.pid, _probe_queue(target, params, queue_name))
+            probe.start()
             if params["fault"] != "none" and isinstance(backend, backends.ClusterBackend):
-                fault_at = params["fault_at"] or params["duration"] / 3
-                injector = faults.FaultInjector(
-                    backend,
-                    params["fault"],
-                    queue_name,
-                    params["fault_partition"],
-                    started + fault_at,
-                    hold_s=params["fault_duration"] or None,
-                )
-                injector.start()
+                injector = periodic.start(backend, params, queue_name, started)
             progress.track(index, label, proc, rep_dir / "locust_stats_history.csv", params["duration"])
             ran_to_end = True
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: this repeat is collected, then the run stops
@@ -334,6 +331,8 @@ class Runner:
             finally:
                 if sampler:
                     sampler.stop()
+                if probe is not None:
+                    probe.stop()
         if proc is None:  # interrupted before Locust started: nothing was measured
             raise self.interrupted or KeyboardInterrupt
         # Interrupted on embedded servers: they are stopped next, so no wait for the cluster to heal
@@ -341,9 +340,9 @@ class Runner:
         heal_s = 0.0 if self.interrupted is not None and self.external is None else RESTORE_TIMEOUT_S
         try:
             progress.phase("restore")
-            events = faults.restore(backend, injector, heal_s) if isinstance(backend, backends.ClusterBackend) else None
+            events = periodic.finish(backend, injector, heal_s)
             progress.phase("drain")
-            result = self.collect(cell, rep_dir, target, queue_name, sampler, events, proc.returncode)
+            result = self.collect(cell, rep_dir, target, queue_name, sampler, probe, events, proc.returncode)
         except KeyboardInterrupt as exc:  # during the restore or the drain: keep what Locust measured
             self.interrupted = self.interrupted or exc
             if injector is not None:
@@ -368,7 +367,8 @@ class Runner:
         target: Target,
         queue_name: str,
         sampler: InfoSampler | None,
-        events: faults.FaultEvents | None,
+        probe: LoadProbe | None,
+        events: list[faults.FaultEvents] | None,
         returncode: int | None,
     ) -> dict[str, Any]:
         params = cell.params
@@ -388,8 +388,10 @@ class Runner:
         audit = AuditLog.load(audit_file) if audit_file.exists() else AuditLog()
         drain = drain_queue(target, params, queue_name, audit)
         audit.save(audit_file)
-        if sampler:
-            sampler.write(rep_dir / "info.csv", start)
+        info_rows = sampler.write(rep_dir / "info.csv", start) if sampler else []
+        probe_rows = (
+            probe.write(rep_dir / "probes.csv", start, start + float(load.get("elapsed_s") or 0)) if probe else []
+        )
         # Still queued is not lost: a drain that timed out gives only an upper bound, named as such.
         counts = count(audit, stage="drained" if drain["complete"] else "drain_timed_out")
         if not drain["complete"]:
@@ -407,6 +409,13 @@ class Runner:
             if sampler
             else {},
         }
+        measured = float(load.get("elapsed_s") or 0.0)
+        if measured < SHORT_SHARE * params["duration"]:  # Locust's -t clock runs during its start-up too
+            result["short"] = {"measured_s": round(measured, 3), "planned_s": params["duration"]}
+            self.console.print(
+                f"[yellow]warning: cell {escape(repr(cell.id))} measured {measured:.1f} s of its "
+                f"{params['duration']:g} s (a slow start-up on a busy host): its rates divide by what ran[/]"
+            )
         if load.get("open_loop"):
             result["open_loop"] = load["open_loop"]
             if not load["open_loop"]["rate_reached"]:
@@ -416,12 +425,19 @@ class Runner:
                     f"{100 * ol['coverage']:.1f}% of the planned sends ({ol['achieved_rate']:,.0f}/s): its latency "
                     "percentiles are not the latency at that rate[/]"
                 )
-        if events is not None:
+        result["drift"] = drift.of_cell(read_intervals(rep_dir), probe_rows, info_rows)
+        if events:
             masters = (load.get("effective") or {}).get("queue", {}).get("partition_masters") or {}
-            result["fault"] = faults.timeline(events, start, load, params["fault_partition"], masters)
-            result["complete"] = result["complete"] and result["fault"]["restore_ok"]
-            if events.kind in netns.NETWORK_FAULTS:
-                self._explain_loss(cell, rep_dir, audit, events, start, result)
+            timelines = periodic.timelines(events, start, load, params["fault_partition"], masters)
+            result["fault"] = timelines[0]
+            if params["fault_every"]:
+                result["faults"] = timelines
+                result["fault_series"] = periodic.summarize(timelines)
+            result["complete"] = result["complete"] and all(t["restore_ok"] for t in timelines)
+            if events[0].kind in netns.NETWORK_FAULTS:
+                self._explain_loss(cell, rep_dir, audit, events[0], start, result)
+        elif params["fault"] != "none" and params["fault_every"]:
+            result["fault_series"] = periodic.summarize([])
         return result
 
     def _explain_loss(
@@ -532,29 +548,15 @@ def headless_locust(users: int, spawn_rate: float, seconds: float) -> list[str]:
     ]
 
 
-def cell_load_options(params: dict[str, Any], target: Target, queue_name: str, rep_dir: Path) -> LoadOptions:
-    """The cell's load as Locust options (validated)."""
-    return LoadOptions(
+def cell_load_options(cell: Cell, target: Target, queue_name: str, rep_dir: Path) -> LoadOptions:
+    """The cell's load as Locust options (validated), on this target, queue and results folder."""
+    return dataclasses.replace(
+        cell.load,
         redis_url=target.redis_url or "",
         cluster_nodes=target.cluster_nodes or "",
         queue_name=queue_name,
-        pool_size=params["pool_size"],
-        pool_blocking=params["pool_blocking"],
-        partitions=params["partitions"],
-        payload_bytes=params["payload_bytes"],
-        batch_size=params["batch_size"],
-        processing_ms=params["processing_ms"],
-        rate=params["rate"],
-        producer_weight=params["producer_weight"],
-        consumer_weight=params["consumer_weight"],
-        mixed_weight=params["mixed_weight"],
-        visibility_timeout=params["visibility_timeout"],
-        warmup=params["warmup"],
-        engine=params["engine"],
-        queue=params["queue"],
-        sync_replicas=params["sync_replicas"],
         audit=True,
-        ack_log=params["fault"] in netns.NETWORK_FAULTS,  # which partition acknowledged which id, when
+        ack_log=cell.harness["fault"] in netns.NETWORK_FAULTS,  # which partition acknowledged which id, when
         results_dir=str(rep_dir),
     ).validated()
 
@@ -579,6 +581,15 @@ def locust_command(params: dict[str, Any], opts: LoadOptions, rep_dir: Path) -> 
     if params["processes"]:
         cmd += ["--processes", str(params["processes"])]
     return cmd
+
+
+def _probe_queue(target: Target, params: dict[str, Any], queue_name: str) -> adapters.QueueAdapter | None:
+    """The queue as the drain will read it, for depth/inflight each second; None if it cannot be
+    built (the probe then records memory only)."""
+    try:
+        return adapters.build(params["queue"] or adapters.DEFAULT, target, _drain_options(params, queue_name))
+    except Exception:
+        return None
 
 
 def _wait_for_start(proc: subprocess.Popen[bytes], rep_dir: Path, timeout: float = 60) -> float:
@@ -667,6 +678,9 @@ def combine_cell(cell: Cell, repeats: list[dict[str, Any]]) -> dict[str, Any]:
         "errors": {op: dict(kinds) for op, kinds in errors.items()},
         "audit": dict(audit),
         "fault": done[0].get("fault") if done else None,
+        # A repeated fault and drift are read per repeat; the first speaks for the cell (each repeat keeps its own).
+        **{key: done[0][key] for key in ("faults", "fault_series", "drift") if done and key in done[0]},
+        "short": min((r["short"] for r in done if r.get("short")), key=lambda s: s["measured_s"], default=None),
         # Repeats: the one that fell furthest short of the offered rate speaks for the cell.
         "open_loop": min(open_loops, key=lambda o: o["coverage"]) if open_loops else None,
         "unstable": sorted(op for op, s in ops.items() if s.get("unstable")),

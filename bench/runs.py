@@ -15,6 +15,7 @@ from hdrh.histogram import HdrHistogram
 
 from .errors import UsageError
 from .metrics import decode
+from .results import hlog_percentiles
 
 # bench run writes scenario-run; bench capacity writes capacity-run, whose cells[] are its configurations at
 # their capacity (plus configurations[] with every step), so everything that reads cells reads both.
@@ -55,6 +56,17 @@ class Run:
     def info(self, cell: dict[str, Any], repeat: int = 0) -> list[dict[str, Any]]:
         dirs = self.repeat_dirs(cell)
         return _csv(dirs[repeat] / "info.csv") if len(dirs) > repeat and (dirs[repeat] / "info.csv").exists() else []
+
+    def probes(self, cell: dict[str, Any], repeat: int = 0) -> list[dict[str, Any]]:
+        """Depth, in-flight leases and the load's RSS per second (bench.probes)."""
+        dirs = self.repeat_dirs(cell)
+        return _csv(dirs[repeat] / "probes.csv") if len(dirs) > repeat else []
+
+    def intervals(self, cell: dict[str, Any], op: str, repeat: int = 0) -> list[dict[str, float]]:
+        """Per second of ``op``: t_s, count and p50/p99 in µs, read from its HdrHistogram log (``hlog/``)."""
+        dirs = self.repeat_dirs(cell)
+        path = dirs[repeat] / "hlog" / f"{op}.hlog" if len(dirs) > repeat else None
+        return hlog_percentiles(path) if path is not None and path.exists() else []
 
     def histograms(self, cell: dict[str, Any]) -> dict[str, HdrHistogram]:
         """Per operation, all repeats merged."""

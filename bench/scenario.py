@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .options import OPTIONS, WEIGHTS, LoadOptions, Option
 from .validate import POLICIES, maxmemory_bytes
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "scenarios"
@@ -40,26 +41,15 @@ def _nonneg(x: Any) -> bool:
     return x >= 0
 
 
-PARAMS: dict[str, Param] = {
+# What ``bench run`` does around Locust; the load keys (what Locust runs) come from the schema.
+HARNESS: dict[str, Param] = {
     "backend": Param(str, "standalone", lambda x: x in ("standalone", "cluster"), "standalone or cluster"),
     "users": Param(int, 10, lambda x: 1 <= x <= 10_000, "1..10000"),
     "spawn_rate": Param(float, 0.0, _nonneg, ">= 0 (0 = all users at once)"),
     "processes": Param(int, 0, lambda x: 0 <= x <= 64, "0 (one process) .. 64 (Locust --processes)"),
     "duration": Param(float, 10.0, _pos, "seconds > 0"),
-    "warmup": Param(float, 1.0, _nonneg, "seconds >= 0"),
     "repeat": Param(int, 1, lambda x: 1 <= x <= 20, "1..20"),
     "drain_timeout": Param(float, 20.0, _nonneg, "seconds >= 0"),
-    "pool_size": Param(int, 50, lambda x: 1 <= x <= 10_000, "1..10000"),
-    "pool_blocking": Param(bool, False, lambda x: True, "true or false"),
-    "partitions": Param(int, 0, lambda x: 0 <= x <= 1024, "0 (auto) .. 1024"),
-    "payload_bytes": Param(int, 100, lambda x: 0 <= x <= 8 * 1024 * 1024, "0 .. 8388608"),
-    "batch_size": Param(int, 1, lambda x: 1 <= x <= 10_000, "1..10000"),
-    "processing_ms": Param(float, 0.0, _nonneg, "ms >= 0"),
-    "rate": Param(float, 0.0, _nonneg, "tasks/s >= 0 (0 = closed loop)"),
-    "producer_weight": Param(int, 1, _nonneg, ">= 0"),
-    "consumer_weight": Param(int, 1, _nonneg, ">= 0"),
-    "mixed_weight": Param(int, 0, _nonneg, ">= 0"),
-    "visibility_timeout": Param(float, 5.0, _pos, "seconds > 0"),
     "maxmemory": Param(str, "0", lambda x: maxmemory_bytes(x) >= 0, "Redis size syntax, e.g. 0, 8mb, 1gb"),
     "maxmemory_policy": Param(str, "noeviction", lambda x: x in POLICIES, " | ".join(POLICIES)),
     "fault": Param(str, "none", lambda x: x in FAULTS, " | ".join(FAULTS), cluster_only=True),
@@ -68,13 +58,11 @@ PARAMS: dict[str, Param] = {
     "fault_duration": Param(
         float, 0.0, _nonneg, "seconds a pause or partition lasts (0 = max(2 x node timeout, node timeout + 2 s))"
     ),
-    "node_timeout": Param(int, 2000, lambda x: 100 <= x <= 60_000, "ms 100..60000", cluster_only=True),
-    "engine": Param(str, "list", lambda x: x in ("list", "stream"), "list or stream"),
-    "queue": Param(
-        str, "", lambda x: x == "" or ":" in x, "expected module:factory, e.g. bench.adapters:rq ('' = TaskQueue)"
+    "fault_every": Param(
+        float, 0.0, _nonneg, "seconds between repeats of the fault (0 = once); each starts on a restored cluster"
     ),
+    "node_timeout": Param(int, 2000, lambda x: 100 <= x <= 60_000, "ms 100..60000", cluster_only=True),
     "server_bin": Param(str, "", lambda x: True, "'' (default lookup) or a redis-server/valkey-server path or name"),
-    "sync_replicas": Param(int, 0, lambda x: 0 <= x <= 5, "0..5 (enqueue WAITs for N replicas)", cluster_only=True),
     "min_replicas_to_write": Param(
         int, 0, lambda x: 0 <= x <= 5, "0..5 (masters refuse writes with fewer good replicas)", cluster_only=True
     ),
@@ -82,13 +70,60 @@ PARAMS: dict[str, Param] = {
         int, 10, lambda x: 1 <= x <= 3600, "seconds 1..3600 (a replica is good while it acked this recently)"
     ),
 }
+# A scenario's defaults where they differ from the load options' own (which plain `locust -f` uses).
+# A cell is short (10 s), then drained for up to drain_timeout (20 s): a task a stopped consumer
+# still held must come back within the drain, so the lease is 5 s, not 30 s. And 1 s of warm-up
+# keeps connection set-up out of a short cell's statistics.
+LOAD_DEFAULTS: dict[str, Any] = {"visibility_timeout": 5.0, "warmup": 1.0}
+LOAD_KEYS = tuple(opt.dest for opt in OPTIONS if opt.scenario)  # the load options a scenario may set
+
+
+def _load_param(opt: Option) -> Param:
+    def check(value: Any) -> bool:
+        return opt.problem(value) is None
+
+    return Param(opt.kind, LOAD_DEFAULTS.get(opt.dest, opt.default), check, opt.valid, opt.cluster_only)
+
+
+_LOAD = {opt.dest: _load_param(opt) for opt in OPTIONS if opt.scenario}
+# Cell ids name their varied keys in this order: kept as it was, so runs still compare cell by cell.
+_ORDER = (
+    *("backend", "users", "spawn_rate", "processes", "duration", "warmup", "repeat", "drain_timeout", "pool_size"),
+    *("pool_blocking", "partitions", "payload_bytes", "batch_size", "processing_ms", "rate", "producer_weight"),
+    *("consumer_weight", "mixed_weight", "visibility_timeout", "maxmemory", "maxmemory_policy", "fault"),
+    *("fault_at", "fault_partition", "fault_duration", "node_timeout", "engine", "queue", "server_bin"),
+    *("sync_replicas", "min_replicas_to_write", "min_replicas_max_lag"),
+)
+PARAMS: dict[str, Param] = {k: (HARNESS | _LOAD)[k] for k in _ORDER} | {
+    k: v for k, v in (HARNESS | _LOAD).items() if k not in _ORDER
+}
 TOP_LEVEL = {"name", "description", "params", "axes", "cells", "capacity"}  # [capacity]: read by bench capacity
 
 
 @dataclass
 class Cell:
+    """One cell: harness parameters (users, duration, faults …) plus the ``LoadOptions`` Locust runs
+    with (``bench run`` adds the target, queue name and results folder)."""
+
     id: str
-    params: dict[str, Any]
+    harness: dict[str, Any]
+    load: LoadOptions
+
+    @classmethod
+    def of(cls, cell_id: str, params: dict[str, Any]) -> Cell:
+        """A cell from one flat dict of scenario keys."""
+        load = LoadOptions(**{k: v for k, v in params.items() if k in LOAD_KEYS})
+        return cls(cell_id, {k: v for k, v in params.items() if k not in LOAD_KEYS}, load)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Every scenario key, harness and load, as one flat dict (summary.json's "params")."""
+        merged = self.harness | {k: getattr(self.load, k) for k in LOAD_KEYS}
+        return {k: merged[k] for k in PARAMS if k in merged} | merged
+
+    def updated(self, cell_id: str | None = None, **changes: Any) -> Cell:
+        """A copy with some scenario keys changed (``rate=…``, ``users=…``)."""
+        return Cell.of(self.id if cell_id is None else cell_id, self.params | changes)
 
     @property
     def slug(self) -> str:
@@ -294,32 +329,32 @@ def parse(data: dict[str, Any], source: str = "<scenario>", overrides: dict[str,
     overrides = {k: _coerce(k, v, f"--{k.replace('_', '-')}", problems) for k, v in overrides.items() if k in PARAMS}
 
     axis_keys = list(axis_values)
-    cells: list[Cell] = []
+    drafts: list[tuple[str, dict[str, Any]]] = []  # (id, params): Cells once valid
     for label, explicit_params in zip(labels, cell_params, strict=True):
         for combo in itertools.product(*axis_values.values()) if axis_keys else [()]:
             merged = base | explicit_params | dict(zip(axis_keys, combo, strict=True)) | overrides
             # Named by what this cell sets itself (or its label) plus the axes: short, readable ids.
             varied = tuple(k for k in PARAMS if k in explicit_params or k in axis_keys)
             named = ", ".join(f"{k}={merged[k]}" for k in varied if k not in explicit_params or not label)
-            cell_id = ", ".join(x for x in (label, named) if x) or "default"
-            cells.append(Cell(id=cell_id, params=merged))
+            drafts.append((", ".join(x for x in (label, named) if x) or "default", merged))
     seen: dict[str, int] = {}
-    for cell in cells:
-        seen[cell.id] = seen.get(cell.id, 0) + 1
-        if seen[cell.id] > 1:
-            cell.id = f"{cell.id} #{seen[cell.id]}"
-    problems += _grouped_cell_problems(cells)
+    for i, (cell_id, merged) in enumerate(drafts):
+        seen[cell_id] = seen.get(cell_id, 0) + 1
+        if seen[cell_id] > 1:
+            drafts[i] = (f"{cell_id} #{seen[cell_id]}", merged)
+    problems += _grouped_cell_problems(drafts)
     if problems:
         raise _report(source, problems)
+    cells = [Cell.of(cell_id, merged) for cell_id, merged in drafts]
     return Scenario(str(data.get("name", Path(source).stem)), str(data.get("description", "")), cells, source)
 
 
-def _grouped_cell_problems(cells: list[Cell]) -> list[str]:
+def _grouped_cell_problems(drafts: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """One line per problem, naming the cells that have it (a [params] mistake hits every cell)."""
     where: dict[str, list[str]] = {}
-    for cell in cells:
-        for issue in _cell_issues(cell.params):
-            where.setdefault(issue, []).append(cell.id)
+    for cell_id, params in drafts:
+        for issue in _cell_issues(params):
+            where.setdefault(issue, []).append(cell_id)
     lines = []
     for issue, ids in where.items():
         named = ", ".join(f"[{i}]" for i in ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
@@ -342,11 +377,12 @@ def _cell_issues(p: dict[str, Any]) -> list[str]:
         for key, spec in PARAMS.items():
             if spec.cluster_only and valid(key) and p[key] != spec.default:
                 problems.append(f'{key} = {p[key]!r} needs backend = "cluster"')
-    weights = ("producer_weight", "consumer_weight", "mixed_weight")
-    if valid(*weights) and not any(p[k] for k in weights):
+    if valid(*WEIGHTS) and not any(p[k] for k in WEIGHTS):
         problems.append("all user weights are 0")
     if valid("warmup", "duration") and p["warmup"] >= p["duration"]:
         problems.append(f"warmup {p['warmup']} must be shorter than duration {p['duration']}")
     if valid("fault", "fault_at", "duration") and p["fault"] != "none" and p["fault_at"] >= p["duration"]:
         problems.append(f"fault_at {p['fault_at']} must be before the end ({p['duration']} s)")
+    if valid("fault", "fault_every") and p["fault_every"] and p["fault"] == "none":
+        problems.append(f"fault_every {p['fault_every']} needs a fault to repeat")
     return problems

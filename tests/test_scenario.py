@@ -235,3 +235,13 @@ def test_builtin_names_resolve_before_folders(tmp_path: Path, monkeypatch: pytes
         scenario.locate("folder.toml")
     with pytest.raises(UsageError, match="unknown scenario 'nope'"):
         scenario.locate("nope")
+
+
+def test_builtin_soak_repeats_its_failover_and_shortens_with_duration(tmp_path: Path) -> None:
+    (cell,) = scenario.load("soak").cells
+    assert (cell.params["duration"], cell.params["fault"], cell.params["fault_every"]) == (1800.0, "failover", 240.0)
+    assert scenario.load("soak", {"duration": 600}).cells[0].params["duration"] == 600.0
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\n[params]\nbackend = "cluster"\nfault_every = 30\n')
+    with pytest.raises(UsageError, match=r"fault_every 30\.0 needs a fault to repeat"):
+        scenario.load(str(bad))

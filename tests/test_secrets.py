@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import SERVER_PASSWORD
+from conftest import SERVER_PASSWORD, wait_until
 
 from bench.secrets import redact_arg, redacted_argv
 from bench.servers import RedisServer, free_port
@@ -29,6 +29,12 @@ def command_lines() -> list[str]:
         except OSError:
             continue
     return out
+
+
+def has_rows(results: Path) -> bool:
+    """A Locust results folder whose streamed timeseries.csv has a data row: that process is under load."""
+    path = results / "timeseries.csv"
+    return path.exists() and len(path.read_text().splitlines()) >= 2
 
 
 def files_containing(folder: Path, needle: str) -> list[Path]:
@@ -86,7 +92,9 @@ def test_locust_web_ui_ps_and_results_never_show_the_password(password_server: R
                 time.sleep(0.2)
         assert "redis_url" in page  # the option is on the page, only redacted
         assert SERVER_PASSWORD not in page
-        time.sleep(1.0)  # both processes are running their load by now
+        # both processes have measured a second of load (their per-second timeseries.csv has a row), and still run
+        wait_until(lambda: has_rows(out) and has_rows(tmp_path / "typed"), 30, "both Locusts under load")
+        assert proc.poll() is None and typed.poll() is None
         assert not [c for c in command_lines() if SERVER_PASSWORD in c]
         _, err = proc.communicate(timeout=60)
         typed.wait(timeout=60)

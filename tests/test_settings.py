@@ -95,17 +95,25 @@ def test_cluster_enabled_refuses_anything_else(value: str) -> None:
         assert "true/1/yes" in message and "false/0/no" in message  # the valid forms
 
 
-@pytest.mark.parametrize("nodes", [None, "", "   ", ","], ids=["missing", "empty", "blank", "only-commas"])
+NO_NODES = {  # REDIS_CLUSTER_NODES as set (None: not set) -> the end of the message
+    "missing": (None, "; REDIS_CLUSTER_NODES is not set"),
+    "empty": ("", "; REDIS_CLUSTER_NODES is empty"),
+    "blank": ("   ", "; REDIS_CLUSTER_NODES is empty"),
+    "only-commas": (",", "REDIS_CLUSTER_NODES=',': no cluster nodes given: expected host:port[,host:port…]"),
+}
+
+
+@pytest.mark.parametrize(("nodes", "says"), list(NO_NODES.values()), ids=list(NO_NODES))
 @pytest.mark.parametrize("enabled", ["true", "YES", "1"])
-def test_cluster_enabled_without_nodes_is_an_error_not_localhost(enabled: str, nodes: str | None) -> None:
-    env = {"REDIS_CLUSTER_ENABLED": enabled}
-    if nodes is not None:
-        env["REDIS_CLUSTER_NODES"] = nodes
+def test_cluster_enabled_without_nodes_is_an_error_not_localhost(enabled: str, nodes: str | None, says: str) -> None:
+    env = {"REDIS_CLUSTER_ENABLED": enabled} | ({} if nodes is None else {"REDIS_CLUSTER_NODES": nodes})
     with pytest.raises(ValueError, match="REDIS_CLUSTER_NODES") as info:
         backend_from_env(env)
-    if nodes is None or not nodes.strip():
-        assert f"REDIS_CLUSTER_ENABLED={enabled} needs REDIS_CLUSTER_NODES=host:port[,host:port…]" in str(info.value)
-    assert "7000,localhost" not in str(info.value)
+    message = str(info.value)
+    assert message.endswith(says), message
+    needs = f"REDIS_CLUSTER_ENABLED={enabled} needs REDIS_CLUSTER_NODES=host:port[,host:port…]"
+    assert (needs in message) == (nodes != ","), message  # "," is a list with no nodes: parse_nodes says so
+    assert "7000,localhost" not in message
 
 
 def test_bad_cluster_nodes_name_the_variable() -> None:

@@ -47,7 +47,33 @@ def test_schedule_slots_are_fixed_and_evenly_spaced() -> None:
     assert schedule.issued == 5
     assert per_process_rate(1000, 4) == 250
     with pytest.raises(ValueError):
-        Schedule(0, 0)
+        Schedule(-1, 0)
+
+
+def test_a_rate_change_keeps_handed_out_slots_and_the_backlog() -> None:
+    schedule = Schedule(rate_per_s=4.0, start=10.0)
+    assert [schedule.next_slot(), schedule.next_slot()] == [10.0, 10.25]
+    schedule.set_rate(2.0, now=10.3)  # the next slot was due at 10.5 at the old rate: it stays there
+    assert [schedule.next_slot() for _ in range(3)] == [10.5, 11.0, 11.5]
+    assert schedule.planned_by(11.0) == 4  # 10.0, 10.25 at 4/s; 10.5, 11.0 at 2/s
+    assert schedule.planned_by(9.9) == 0
+
+
+def test_a_worker_schedule_starts_when_it_learns_its_share() -> None:
+    schedule = Schedule(rate_per_s=0.0, start=5.0)  # a worker before its users are dealt: nothing planned
+    assert schedule.planned_by(100.0) == 0
+    schedule.set_rate(10.0, now=7.0)
+    assert schedule.next_slot() == 7.0
+    assert (schedule.planned_by(6.9), schedule.planned_by(7.05), schedule.planned_by(8.0)) == (0, 1, 11)
+
+
+def test_a_slower_rate_does_not_forgive_sends_already_late() -> None:
+    schedule = Schedule(rate_per_s=10.0, start=0.0)
+    schedule.next_slot()
+    schedule.sent = 1
+    schedule.set_rate(5.0, now=3.0)  # slot 1 was due at 0.1 and still is
+    assert schedule.planned_by(3.0) == 1 + 15  # 0.1, 0.3, ..., 2.9 at 5/s
+    assert schedule.oldest_unsent_delay(3.0) == pytest.approx(2.9)
 
 
 def test_recorder_per_second_rows_warmup_and_worker_merge() -> None:
