@@ -7,7 +7,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from taskqueue.settings import parse_nodes, redact_url
+# taskqueue.settings is pure, but importing the taskqueue package imports redis: bench.options and
+# bench.scenario (which name a Target) stay free of it, so the parsers are imported where they are used.
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class Target(Mapping[str, str]):
     @classmethod
     def cluster(cls, nodes: Iterable[Any]) -> Target:
         """From ``host:port`` strings or ``(host, port)`` pairs (checked)."""
+        from taskqueue.settings import parse_nodes
+
         return cls(cluster_nodes=",".join(f"{h}:{p}" for h, p in parse_nodes(list(nodes))))
 
     @property
@@ -45,6 +48,8 @@ class Target(Mapping[str, str]):
 
     def nodes(self) -> list[tuple[str, int]]:
         """The cluster's seed nodes as ``(host, port)``; [] for a standalone server."""
+        from taskqueue.settings import parse_nodes
+
         return parse_nodes(self.cluster_nodes) if self.cluster_nodes else []
 
     def __getitem__(self, key: str) -> str:
@@ -61,6 +66,8 @@ class Target(Mapping[str, str]):
 
     def display(self) -> str:
         """URL-like and without any password: Locust's Host field, the web UI, logs."""
+        from taskqueue.settings import redact_url
+
         return f"redis-cluster://{self.cluster_nodes}" if self.cluster_nodes else redact_url(str(self.redis_url))
 
     def __str__(self) -> str:
