@@ -226,11 +226,9 @@ class Runner:
     def backend_for(self, params: dict[str, Any]) -> backends.Backend | External:
         if self.external is not None:
             if params["fault"] != "none" and self.external.cluster_nodes:  # faults need the live topology
-                from taskqueue.settings import parse_nodes
-
                 from .remote import remote_cluster
 
-                return remote_cluster(parse_nodes(self.external.cluster_nodes), docker=self.external.docker)
+                return remote_cluster(self.external.target.nodes(), docker=self.external.docker)
             return self.external
         kind = params["backend"]
         server_bin = params.get("server_bin") or self.server_bin
