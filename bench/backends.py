@@ -370,7 +370,7 @@ def _state_unreadable(state_dir: Path) -> bool:
 
 def save_backend(state_dir: Path, backend: Backend, server_bin: str) -> None:
     state = load_state(state_dir)
-    embedded = [s for s in backend.servers if isinstance(s, RedisServer)]  # all of them: bench up starts them
+    embedded = [s for s in backend.servers if isinstance(s, RedisServer)]  # every one, in a backend bench up started
     entry: dict[str, Any] = {
         "servers": [{"port": s.port, "pid": s.pid, "dir": str(s.data_dir)} for s in embedded],
         "server_bin": server_bin,
