@@ -1,21 +1,13 @@
 """Queue adapters: benchmark any queue with the same locustfile, micro-benchmarks and scenarios.
 
-An adapter is what ``--queue module:factory`` names: ``factory(connection, options)`` returns an
-object with this interface (TaskQueue has it already):
+An adapter is what ``--queue module:factory`` names: ``factory(target, options)`` returns a
+:class:`QueueAdapter` (TaskQueue is one already); optional extras the load uses when present:
+``enqueue_many(payloads, *, task_ids)``, ``dequeue_many(count, timeout)``, ``partition_for(task_id) -> int``.
 
-    new_id() -> str                                  a fresh task id (the audit records it)
-    enqueue(payload: bytes, *, task_id: str) -> str  store one task under that id
-    dequeue(timeout: float) -> Task | None           lease one task (taskqueue.Task: id, payload,
-                                                     enqueued_at ns, attempts, partition, receipt)
-    ack(task) -> bool                                finish it
-    depth() -> int, inflight() -> int                for the drain after the load
-    requeue_expired() -> int                         redeliver expired leases (0 if the queue does it)
-    describe() -> dict, purge() -> int, close()      effective config; cleanup
-    optional: enqueue_many(payloads, *, task_ids), partition_for(task_id) -> int
-
-``connection`` is ``{"redis_url": …}`` or ``{"cluster_nodes": "host:port,…"}``; ``options`` is the
-run's ``LoadOptions``. Failures should raise ``taskqueue.TaskQueueError`` (its ``kind`` is the
-error class in reports); any other exception from redis-py is classified the same way.
+``target`` is a :class:`bench.target.Target` (``redis_url`` or ``cluster_nodes``, ``host:port,…``; it also
+reads as the dict ``{"redis_url": …}`` / ``{"cluster_nodes": …}``); ``options`` is the run's ``LoadOptions``.
+Failures should raise ``taskqueue.TaskQueueError`` (its ``kind`` is the error class in reports); any other
+exception from redis-py is classified the same way.
 Shipped: ``bench.adapters:taskqueue`` (``--engine`` list|stream), ``:list_engine``,
 ``:stream_engine`` and ``:rq`` (``pip install -e '.[rq]'``, standalone Redis only).
 arq is not shipped: its current release pins redis-py < 6, while this suite needs redis-py 8.
@@ -26,34 +18,56 @@ from __future__ import annotations
 import importlib
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from taskqueue import Task, TaskQueue
 from taskqueue.codec import IdFactory
+from taskqueue.connection import server_report
 from taskqueue.errors import TaskQueueError, translate
 
 from .errors import UsageError
+from .target import Target
 
-REQUIRED = ("new_id", "enqueue", "dequeue", "ack", "depth", "inflight", "requeue_expired", "describe", "purge", "close")
 DEFAULT = "bench.adapters:taskqueue"
 
 
-def taskqueue(connection: dict[str, Any], options: Any) -> TaskQueue:
+@runtime_checkable
+class QueueAdapter(Protocol):
+    """The queue interface every benchmark drives."""
+
+    def new_id(self) -> str: ...  # a fresh task id (the audit records it)
+    def enqueue(self, payload: bytes, *, task_id: str) -> str: ...  # store one task under that id
+    # Lease one task (taskqueue.Task: id, payload, enqueued_at ns, attempts, partition, receipt).
+    def dequeue(self, timeout: float) -> Task | None: ...
+    def ack(self, task: Task) -> bool: ...  # finish it
+    def depth(self) -> int: ...  # waiting; with inflight(): for the drain after the load
+    def inflight(self) -> int: ...
+    def requeue_expired(self) -> int: ...  # redeliver expired leases (0 if the queue does it itself)
+    def describe(self) -> dict[str, Any]: ...  # effective config, read back
+    def purge(self) -> int: ...
+    def close(self) -> None: ...
+
+
+REQUIRED = tuple(name for name in vars(QueueAdapter) if not name.startswith("_"))
+
+
+def taskqueue(target: Target, options: Any) -> QueueAdapter:
     """Our TaskQueue with the engine of ``--engine``."""
-    return TaskQueue(**_common(connection, options), engine=getattr(options, "engine", "list"))
+    return TaskQueue(**_common(target, options), engine=getattr(options, "engine", "list"))
 
 
-def list_engine(connection: dict[str, Any], options: Any) -> TaskQueue:
-    return TaskQueue(**_common(connection, options), engine="list")
+def list_engine(target: Target, options: Any) -> QueueAdapter:
+    return TaskQueue(**_common(target, options), engine="list")
 
 
-def stream_engine(connection: dict[str, Any], options: Any) -> TaskQueue:
-    return TaskQueue(**_common(connection, options), engine="stream")
+def stream_engine(target: Target, options: Any) -> QueueAdapter:
+    return TaskQueue(**_common(target, options), engine="stream")
 
 
-def _common(connection: dict[str, Any], options: Any) -> dict[str, Any]:
+def _common(target: Target, options: Any) -> dict[str, Any]:
     return {
-        **connection,
+        "redis_url": target.redis_url,
+        "cluster_nodes": target.cluster_nodes,
         "name": options.queue_name,
         "partitions": options.partitions or None,
         "pool_size": options.pool_size,
@@ -63,7 +77,7 @@ def _common(connection: dict[str, Any], options: Any) -> dict[str, Any]:
     }
 
 
-def resolve(spec: str) -> Callable[[dict[str, Any], Any], Any]:
+def resolve(spec: str) -> Callable[..., object]:
     """``module:factory`` -> the factory, or a UsageError saying what is wrong."""
     module_name, sep, attr = (spec or DEFAULT).partition(":")
     if not sep or not module_name or not attr:
@@ -72,27 +86,27 @@ def resolve(spec: str) -> Callable[[dict[str, Any], Any], Any]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UsageError(f"--queue {spec!r}: cannot import module {module_name!r} ({exc})") from None
-    factory = getattr(module, attr, None)
+    factory: object = getattr(module, attr, None)
     if not callable(factory):
         raise UsageError(f"--queue {spec!r}: module {module_name!r} has no callable {attr!r}")
-    return factory  # type: ignore[no-any-return]
+    return factory
 
 
-def build(spec: str, connection: dict[str, Any], options: Any) -> Any:
+def build(spec: str, target: Target, options: Any) -> QueueAdapter:
     """Resolve, call and check the adapter (a clear error, not a traceback, when it is wrong)."""
     factory = resolve(spec)
     try:
-        adapter = factory(connection, options)
+        adapter = factory(target, options)
     except (UsageError, TaskQueueError):
         raise
     except ImportError as exc:
         raise UsageError(f"--queue {spec!r}: {exc}") from None
     except TypeError as exc:
-        raise UsageError(f"--queue {spec!r}: the factory must accept (connection, options): {exc}") from None
+        raise UsageError(f"--queue {spec!r}: the factory must accept (target, options): {exc}") from None
     except ValueError as exc:
         raise UsageError(f"--queue {spec!r}: {exc}") from None
     missing = [name for name in REQUIRED if not callable(getattr(adapter, name, None))]
-    if missing:
+    if missing or not isinstance(adapter, QueueAdapter):
         raise UsageError(
             f"--queue {spec!r}: {type(adapter).__name__} is not a queue adapter, it lacks {', '.join(missing)} "
             "(see bench/adapters.py for the interface)"
@@ -107,15 +121,15 @@ def rq_job(payload: bytes) -> None:
     """The function RQ jobs name (never run here: the benchmark measures the queue, not work)."""
 
 
-def rq(connection: dict[str, Any], options: Any) -> RQAdapter:
+def rq(target: Target, options: Any) -> QueueAdapter:
     """RQ's real ``Queue.enqueue`` and its worker-side dequeue and success handling."""
-    if connection.get("cluster_nodes"):
+    if target.redis_url is None:
         raise UsageError("--queue bench.adapters:rq: RQ does not support Redis Cluster; use a standalone backend")
     try:
         import rq as _rq  # noqa: F401
     except ImportError:
         raise UsageError("--queue bench.adapters:rq needs RQ: pip install -e '.[rq]'") from None
-    return RQAdapter(connection["redis_url"], options.queue_name, options.pool_size)
+    return RQAdapter(target.redis_url, options.queue_name, options.pool_size)
 
 
 class RQAdapter:
@@ -129,12 +143,14 @@ class RQAdapter:
         import redis
         from rq import Queue, Worker
 
+        class QuietWorker(Worker):
+            def procline(self, message: str) -> None:
+                """An RQ worker renames its process (setproctitle) for every job: this one runs inside
+                the load process, which must keep its own name (ps, port owners, the password scrubbing)."""
+
         self.redis = redis.Redis.from_url(url, max_connections=pool_size)
         self.queue = Queue(queue_name, connection=self.redis)
-        self.worker = Worker([self.queue], connection=self.redis)
-        # An RQ worker renames its process (setproctitle) for every job: this one runs inside the
-        # load process, which must keep its own name (ps, port owners, the password scrubbing).
-        self.worker.procline = lambda message: None  # type: ignore[method-assign]
+        self.worker = QuietWorker([self.queue], connection=self.redis)
         self._ids = IdFactory()
 
     def new_id(self) -> str:
@@ -202,7 +218,7 @@ class RQAdapter:
         pool = self.redis.connection_pool
         return {"backend": "standalone", "engine": "rq", "rq": version("rq"), "pool_class": type(pool).__name__,
                 "pool_size": pool.max_connections, "partitions": 1,
-                "server_version": self.redis.info("server").get("redis_version")}  # fmt: skip
+                **server_report(self.redis.info("server"))}  # fmt: skip
 
     def purge(self) -> int:
         keys = list(self.redis.scan_iter(match="rq:*", count=1000))

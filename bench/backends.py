@@ -12,23 +12,27 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
 
+from taskqueue.connection import server_report
+
 from .errors import UsageError
 from .servers import (
     LOOPBACK,
     RedisServer,
+    ServerNode,
     _die_with_parent,
     check_port_free,
     find_cli_bin,
     find_server_bin,
     pid_is_redis,
 )
+from .target import Target
 from .topology import ClusterNodeInfo, parse_cluster_nodes
 
 HASH_SLOTS = 16384
@@ -53,9 +57,7 @@ def read_effective(client: redis.Redis) -> dict[str, Any]:
     info = client.info()
     config = client.config_get("maxmemory*") | client.config_get("cluster-node-timeout")
     return {
-        # Valkey reports a compatible redis_version; its own version is valkey_version.
-        "server_version": info.get("valkey_version") or info.get("redis_version"),
-        "server_name": info.get("server_name") or "redis",
+        **server_report(info),
         "role": info.get("role"),
         "maxmemory": int(config.get("maxmemory", info.get("maxmemory", 0))),
         "maxmemory_policy": config.get("maxmemory-policy", info.get("maxmemory_policy")),
@@ -80,8 +82,9 @@ class StandaloneBackend:
     def servers(self) -> list[RedisServer]:
         return [self.server]
 
-    def connection(self) -> dict[str, Any]:
-        return {"redis_url": self.url}
+    @property
+    def target(self) -> Target:
+        return Target(redis_url=self.url)
 
     def configure(self, config: dict[str, str]) -> None:
         with self.server.client() as r:
@@ -92,17 +95,13 @@ class StandaloneBackend:
         with self.server.client() as r:
             r.flushall()
 
-    def effective(self) -> dict[str, Any]:
-        with self.server.client() as r:
-            return {"backend": "standalone", "nodes": {self.server.address: read_effective(r)}}
-
     def stop(self) -> None:
         self.server.stop()
 
 
 @dataclass
 class ClusterBackend:
-    servers: list[RedisServer]
+    servers: Sequence[ServerNode]  # embedded RedisServers, or RemoteNodes (bench.remote)
     masters: int
     replicas: int
     node_timeout_ms: int
@@ -113,11 +112,11 @@ class ClusterBackend:
     def nodes(self) -> list[str]:
         return [s.address for s in self.servers]
 
-    def connection(self) -> dict[str, Any]:
-        # The seed's REDIS_CLUSTER_NODES form: usable by TaskQueue and as a command-line value alike.
-        return {"cluster_nodes": ",".join(self.nodes)}
+    @property
+    def target(self) -> Target:
+        return Target(cluster_nodes=",".join(self.nodes))
 
-    def server_at(self, address: str) -> RedisServer:
+    def server_at(self, address: str) -> ServerNode:
         for server in self.servers:
             if server.address == address:
                 return server
@@ -139,7 +138,7 @@ class ClusterBackend:
             raise UsageError(f"cluster create failed: {(done.stdout + done.stderr).strip().splitlines()[-3:]}")
         self.wait_healthy(timeout)
 
-    def topology(self, via: Iterable[RedisServer] | None = None) -> list[ClusterNodeInfo]:
+    def topology(self, via: Iterable[ServerNode] | None = None) -> list[ClusterNodeInfo]:
         """CLUSTER NODES from the first live node that answers."""
         last: Exception | None = None
         for server in via or self.servers:
@@ -186,14 +185,9 @@ class ClusterBackend:
         return problems
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        problems = ["not checked"]
-        while time.monotonic() < deadline:
-            problems = self.health_problems()
-            if not problems:
-                return
-            time.sleep(0.2)
-        raise UsageError(f"cluster not healthy after {timeout:.0f}s: {'; '.join(problems[:4])}")
+        problems = poll_health(self.health_problems, timeout)
+        if problems:
+            raise UsageError(f"cluster not healthy after {timeout:.0f}s: {'; '.join(problems[:4])}")
 
     def master_of_slot(self, slot: int) -> ClusterNodeInfo:
         for node in self.topology():
@@ -213,17 +207,22 @@ class ClusterBackend:
                 with self.server_at(node.address).client(5.0) as r:
                     r.flushall()
 
-    def effective(self) -> dict[str, Any]:
-        nodes = {}
-        for server in self.servers:
-            if server.is_alive():
-                with server.client() as r:
-                    nodes[server.address] = read_effective(r)
-        return {"backend": "cluster", "masters": self.masters, "replicas_per_master": self.replicas, "nodes": nodes}
-
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
+
+
+def poll_health(problems: Callable[[], list[str]], timeout: float, interval: float = 0.2) -> list[str]:
+    """The one way to wait for a cluster's health: call ``problems`` (e.g. ``ClusterBackend.health_problems``)
+    until it finds none, then []; after ``timeout`` s, the last problems it found."""
+    deadline = time.monotonic() + timeout
+    found = ["not checked"]
+    while time.monotonic() < deadline:
+        found = problems()
+        if not found:
+            return []
+        time.sleep(interval)
+    return found
 
 
 def raw_text(r: redis.Redis, command: str) -> str:
@@ -371,8 +370,9 @@ def _state_unreadable(state_dir: Path) -> bool:
 
 def save_backend(state_dir: Path, backend: Backend, server_bin: str) -> None:
     state = load_state(state_dir)
+    embedded = [s for s in backend.servers if isinstance(s, RedisServer)]  # every one, in a backend bench up started
     entry: dict[str, Any] = {
-        "servers": [{"port": s.port, "pid": s.pid, "dir": str(s.data_dir)} for s in backend.servers],
+        "servers": [{"port": s.port, "pid": s.pid, "dir": str(s.data_dir)} for s in embedded],
         "server_bin": server_bin,
     }
     if isinstance(backend, ClusterBackend):
@@ -441,10 +441,9 @@ def _pid_files(kind_dir: Path) -> list[tuple[int, int]]:
     return found
 
 
-def effective_of(connection: dict[str, Any]) -> dict[str, Any]:
+def effective_of(target: Target) -> dict[str, Any]:
     """Effective server settings of any backend (embedded or external), read-only. Servers that
     refuse CONFIG GET (managed Redis) still report INFO."""
-    from taskqueue.settings import parse_nodes
 
     def safe(r: redis.Redis) -> dict[str, Any]:
         try:
@@ -452,15 +451,15 @@ def effective_of(connection: dict[str, Any]) -> dict[str, Any]:
         except redis.ResponseError:
             info = r.info()
             return {
-                "server_version": info.get("redis_version"),
+                **server_report(info),
                 "role": info.get("role"),
                 "maxmemory": info.get("maxmemory"),
                 "maxmemory_policy": info.get("maxmemory_policy"),
             }
 
-    if connection.get("cluster_nodes"):
+    if target.redis_url is None:
         addresses: list[tuple[str, int]] = []
-        for host, port in parse_nodes(connection["cluster_nodes"]):
+        for host, port in target.nodes():
             try:  # every node the cluster knows (CLUSTER SLOTS would omit replicas still syncing)
                 with redis.Redis(host=host, port=port, socket_timeout=2) as seed:
                     known = parse_cluster_nodes(raw_text(seed, "CLUSTER NODES"))
@@ -482,7 +481,7 @@ def effective_of(connection: dict[str, Any]) -> dict[str, Any]:
                 except redis.RedisError as exc:
                     nodes[f"{h}:{p}"] = {"error": str(exc)}
         return {"backend": "cluster", "nodes": nodes}
-    client = redis.Redis.from_url(connection["redis_url"], socket_timeout=2)
+    client = redis.Redis.from_url(target.redis_url, socket_timeout=2)
     try:
         return {
             "backend": "standalone",

@@ -45,6 +45,7 @@ from .runner import External, Runner, cell_load_options, combine_cell, end_locus
 from .scenario import Cell, Scenario
 from .schedule import merge_coverage
 from .stats import summarize
+from .target import Target
 from .topology import parse_cluster_nodes
 
 SAMPLE_INTERVAL_S = 0.5
@@ -472,7 +473,6 @@ class CapacityRun:
         self.runner.prepare(backend, params)
         rep_dir.mkdir(parents=True, exist_ok=True)
         queue_name = f"cap{index}"
-        connection = backend.connection()
         n = params["processes"] if self.workers is None and params["processes"] >= 2 else 1
         runs = []  # (command, env, results folder)
         for k, share in enumerate(_split(params["users"], n), start=1):
@@ -481,13 +481,13 @@ class CapacityRun:
             out.mkdir(parents=True, exist_ok=True)
             # No audit: nothing is drained between steps (the next step's prepare flushes), and recording
             # every id would cost the load generator CPU that belongs to the load.
-            opts = dataclasses.replace(cell_load_options(own, connection, queue_name, out), audit=False)
+            opts = dataclasses.replace(cell_load_options(own, backend.target, queue_name, out), audit=False)
             cmd = locust_command(own.params, opts, out)
             if self.workers is not None:
                 cmd = _without_processes(cmd) + self.workers.args()
             runs.append((cmd, {**os.environ, **opts.as_env()}, out))
         nodes = _node_clients(backend)
-        depth_queue = _depth_queue(params, connection, queue_name)
+        depth_queue = _depth_queue(params, backend.target, queue_name)
         procs: list[subprocess.Popen[bytes]] = []
         sampler = None
         try:
@@ -628,7 +628,7 @@ def _usage_line(rep_dir: Path) -> str | None:
     return next((ln.split("error: ", 1)[1] for ln in lines if "locust: error: " in ln), None)
 
 
-def _depth_queue(params: dict[str, Any], connection: dict[str, Any], queue_name: str) -> Any:
+def _depth_queue(params: dict[str, Any], target: Target, queue_name: str) -> adapters.QueueAdapter | None:
     """The step's queue (same name, engine, partitions) with a small pool, to read its depth."""
     opts = LoadOptions(
         queue_name=queue_name,
@@ -639,7 +639,7 @@ def _depth_queue(params: dict[str, Any], connection: dict[str, Any], queue_name:
         pool_size=2,
     )
     try:
-        return adapters.build(params["queue"] or adapters.DEFAULT, connection, opts)
+        return adapters.build(params["queue"] or adapters.DEFAULT, target, opts)
     except TaskQueueError:
         return None
 

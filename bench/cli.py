@@ -257,7 +257,7 @@ def cmd_quick(args: argparse.Namespace) -> int:
                 BackendSpec(kind=kind, port=port, server_bin=args.server_bin, state_dir=state_dir)
             )
             started.append(backend)
-            with TaskQueue(**backend.connection(), name="demo") as queue:
+            with TaskQueue(backend.target.redis_url, backend.target.cluster_nodes, name="demo") as queue:
                 console.print(f"  {args.tasks} tasks x {args.repeats} repeats through {kind} …")
                 results[kind] = (measure(queue, args.tasks, args.payload_bytes, args.repeats), queue.describe())
     finally:

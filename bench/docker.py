@@ -119,25 +119,25 @@ def cluster_shape(address: str = "127.0.0.1:7000") -> tuple[int, int]:
 def wait_cluster_ok(address: str = "127.0.0.1:7000", timeout: float = 120.0) -> None:
     """Poll until the compose cluster reports cluster_state:ok with all slots assigned and every
     master has its replica (right after ``--cluster create`` the replicas are still attaching)."""
-    import time
-
     import redis
 
+    from .backends import poll_health
+
     host, port = address.rsplit(":", 1)
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
+
+    def problems() -> list[str]:
         try:
             with redis.Redis(host=host, port=int(port), socket_timeout=1, socket_connect_timeout=1) as r:
                 info = r.cluster("info")
-            if info.get("cluster_state") == "ok" and int(info.get("cluster_slots_ok", 0)) == 16384:
-                masters, replicas = cluster_shape(address)
-                if masters and replicas >= masters:
-                    return
-                last = f"{masters} masters, {replicas} replicas attached"
-            else:
-                last = f"cluster_state={info.get('cluster_state')}"
+            if info.get("cluster_state") != "ok" or int(info.get("cluster_slots_ok", 0)) != 16384:
+                return [f"cluster_state={info.get('cluster_state')}"]
+            masters, replicas = cluster_shape(address)
+            return [] if masters and replicas >= masters else [f"{masters} masters, {replicas} replicas attached"]
         except redis.RedisError as exc:
-            last = str(exc)
-        time.sleep(0.5)
-    raise UsageError(f"compose cluster not ready after {timeout:.0f}s ({last}); see `docker logs redis-cluster-init`")
+            return [str(exc)]
+
+    left = poll_health(problems, timeout, interval=0.5)
+    if left:
+        raise UsageError(
+            f"compose cluster not ready after {timeout:.0f}s ({left[0]}); see `docker logs redis-cluster-init`"
+        )

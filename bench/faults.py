@@ -28,9 +28,9 @@ from redis.crc import key_slot
 from taskqueue.keys import partition_keys
 
 from . import outage, serverlog
-from .backends import ClusterBackend
+from .backends import ClusterBackend, poll_health
 from .netns import CLIENT_ADDRESS, NETWORK_FAULTS, Firewall
-from .servers import LOOPBACK, RedisServer
+from .servers import LOOPBACK, ServerNode
 
 POLL_S = 0.05
 
@@ -62,7 +62,7 @@ class FaultEvents:
     resynced_at: float | None = None  # ... and finished loading the new master's data (its own writes discarded)
 
 
-def target_of(backend: ClusterBackend, queue: str, partition: int) -> tuple[RedisServer, RedisServer, int, str]:
+def target_of(backend: ClusterBackend, queue: str, partition: int) -> tuple[ServerNode, ServerNode, int, str]:
     """(master, one of its replicas, slot, master's node id) for a partition of ``queue``."""
     slot = key_slot(partition_keys(queue, partition).ready.encode())
     master = backend.master_of_slot(slot)
@@ -90,10 +90,10 @@ class FaultInjector(threading.Thread):
         self.backend, self.kind, self.queue, self.partition, self.at_epoch = backend, kind, queue, partition, at_epoch
         self.events = FaultEvents(kind)
         self._halt = threading.Event()
-        self.killed: RedisServer | None = None
-        self.paused: RedisServer | None = None
-        self.replica_server: RedisServer | None = None
-        self.master_server: RedisServer | None = None
+        self.killed: ServerNode | None = None
+        self.paused: ServerNode | None = None
+        self.replica_server: ServerNode | None = None
+        self.master_server: ServerNode | None = None
         node_timeout_s = backend.node_timeout_ms / 1000
         self.hold_s = hold_s or max(2 * node_timeout_s, node_timeout_s + 2.0)  # a pause's or a partition's length
         # Network faults: the firewall of the private namespace (refused anywhere else).
@@ -172,7 +172,7 @@ class FaultInjector(threading.Thread):
                 return
             time.sleep(POLL_S)
 
-    def _observe(self, observers: list[RedisServer], master: RedisServer, replica: RedisServer, slot: int) -> None:
+    def _observe(self, observers: list[ServerNode], master: ServerNode, replica: ServerNode, slot: int) -> None:
         try:
             nodes = {n.address: n for n in self.backend.topology(via=observers)}
         except (RuntimeError, redis.RedisError):
@@ -207,16 +207,14 @@ def restore(backend: ClusterBackend, injector: FaultInjector | None, timeout: fl
             firewall_problems = injector.firewall.problems()
         except RuntimeError as exc:
             firewall_problems = [f"firewall: {exc}"]
-    deadline = time.monotonic() + timeout
-    problems = ["not checked"]
-    while time.monotonic() < deadline:
-        problems = backend.health_problems()
-        if not problems and injector.kind == "partition-master":
-            problems = _old_master_problems(backend, injector)
-        if not problems:
-            events.restored_at = time.time()
-            break
-        time.sleep(0.25)
+
+    def unhealthy() -> list[str]:
+        found = backend.health_problems()
+        return found or (_old_master_problems(backend, injector) if injector.kind == "partition-master" else [])
+
+    problems = poll_health(unhealthy, timeout, interval=0.25)
+    if not problems:
+        events.restored_at = time.time()
     events.restore_problems = firewall_problems + problems
     _from_server_logs(backend, events, injector.replica_server)
     if injector.kind in NETWORK_FAULTS:
@@ -253,7 +251,7 @@ def _log_text(server: Any) -> str:
         return ""
 
 
-def _partition_from_server_logs(events: FaultEvents, master: RedisServer | None) -> None:
+def _partition_from_server_logs(events: FaultEvents, master: ServerNode | None) -> None:
     """The isolated master's own view, from its log: when it stopped taking writes (its
     cluster_state turned fail), when it learned it had been replaced and became a replica, and
     when it finished loading the new master's data (its own writes from the partition gone)."""
@@ -271,7 +269,7 @@ def _partition_from_server_logs(events: FaultEvents, master: RedisServer | None)
     events.source["resynced"] = "server-log" if events.resynced_at is not None else None
 
 
-def _from_server_logs(backend: ClusterBackend, events: FaultEvents, replica: RedisServer | None) -> None:
+def _from_server_logs(backend: ClusterBackend, events: FaultEvents, replica: ServerNode | None) -> None:
     """Replace polled FAIL and promotion times with the servers' own logged ones (ms, no poll
     delay) where this suite can read the logs (embedded servers)."""
     if events.injected_at is None:

@@ -28,7 +28,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from taskqueue import TaskQueueError
 from taskqueue.codec import IdFactory
-from taskqueue.settings import backend_from_env, cluster_enabled, parse_nodes, redact_url
+from taskqueue.settings import backend_from_env, cluster_enabled, redact_url
 
 from . import adapters, backends, secrets
 from .acklog import AckLog
@@ -39,7 +39,9 @@ from .metrics import PartitionTimeline, Recorder, merge_timelines
 from .options import DEFAULT_STOP_TIMEOUT_S, LoadOptions, add_load_options
 from .results import IntervalWriter, environment_info, write_load_run
 from .schedule import Schedule, merge_coverage, per_process_rate
+from .servers import RedisServer, free_port
 from .stats import bucket_sub_ms
+from .target import Target
 
 log = logging.getLogger("taskqueue-bench")
 ERROR_BACKOFF_S = 0.005  # after a failed call, like a real client: no hot error loop during an outage
@@ -57,11 +59,11 @@ class LoadState:
         self.environment: Environment | None = None
         self.opts = LoadOptions()
         self.recorder = Recorder()
-        self.queue: Any = None  # TaskQueue or another adapter
+        self.queue: adapters.QueueAdapter | None = None
         self.schedule: Schedule | None = None
         self.rate_share: tuple[int, int] = (0, 0)  # a worker's (senders here, senders in all) behind its rate
         self.embedded: backends.Backend | None = None
-        self.connection: dict[str, Any] = {}
+        self.target: Target | None = None
         self.payload = b""
         self.started_at = 0.0
         self.stopped_at = 0.0
@@ -98,12 +100,11 @@ STATE = LoadState()
 # -- backend ----------------------------------------------------------------------------------------
 
 
-def resolve_connection(opts: LoadOptions) -> tuple[dict[str, Any], backends.Backend | None]:
-    """``redis_url``/``cluster_nodes`` to load, and the embedded backend we started (if any)."""
-    if opts.redis_url:
-        return {"redis_url": opts.redis_url}, None
-    if opts.cluster_nodes:
-        return {"cluster_nodes": opts.cluster_nodes}, None
+def resolve_target(opts: LoadOptions) -> tuple[Target, backends.Backend | None]:
+    """The server(s) to load, and the embedded backend we started (if any)."""
+    given = opts.target()
+    if given is not None:
+        return given, None
     if opts.backend == "auto":
         import os
 
@@ -113,29 +114,27 @@ def resolve_connection(opts: LoadOptions) -> tuple[dict[str, Any], backends.Back
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         if seeded:
-            return (
-                {"redis_url": url} if url else {"cluster_nodes": ",".join(f"{h}:{p}" for h, p in nodes or [])}
-            ), None
+            return (Target(redis_url=url) if url else Target.cluster(nodes or [])), None
     state_dir = backends.default_state_dir()
     for kind in ("cluster", "standalone") if opts.backend == "auto" else (opts.backend,):
         running = backends.attach(state_dir, kind)
         if running is not None and all(s.is_alive() for s in running.servers):
-            return running.connection(), None
+            return running.target, None
     kind = "standalone" if opts.backend == "auto" else opts.backend
-    from .servers import free_port
-
     port = free_port(span=6 if kind == "cluster" else 1, start=20500, bus_offset=10000)
     log.info("starting an embedded %s backend on 127.0.0.1:%d (stopped when Locust exits)", kind, port)
     import tempfile
 
     spec = backends.BackendSpec(kind=kind, port=port, state_dir=Path(tempfile.mkdtemp(prefix="locust-tq-")))
     backend = backends.start_backend(spec)
-    return backend.connection(), backend
+    return backend.target, backend
 
 
-def make_queue(opts: LoadOptions, connection: dict[str, Any]) -> Any:
+def make_queue(opts: LoadOptions, target: Target | None) -> adapters.QueueAdapter:
     """The queue under load: TaskQueue by default, or the adapter ``--queue`` names."""
-    return adapters.build(opts.queue or adapters.DEFAULT, connection, opts)
+    if target is None:
+        raise UsageError("no backend to load: give --redis-url or --cluster-nodes")
+    return adapters.build(opts.queue or adapters.DEFAULT, target, opts)
 
 
 # -- timed operations (hot path) ----------------------------------------------------------------------
@@ -165,7 +164,7 @@ def _connected() -> Any:
     failed build raises the typed error (e.g. ``cluster_unreachable``): the caller counts it as
     a failed operation, with the same backoff as any outage."""
     if STATE.queue is None:
-        queue = make_queue(STATE.opts, STATE.connection or STATE.opts.connection())
+        queue = make_queue(STATE.opts, STATE.target or STATE.opts.target())
         if STATE.queue is None:
             STATE.queue = queue
         else:  # another user connected meanwhile
@@ -323,28 +322,28 @@ def _on_init(environment: Environment, **_: Any) -> None:
         environment.events.report_to_master.add_listener(_on_report_to_master)
         return
     try:
-        connection, STATE.embedded = resolve_connection(STATE.opts)
+        target, STATE.embedded = resolve_target(STATE.opts)
     except UsageError as exc:
         sys.stderr.write(f"locust: error: {exc}\n")
         raise SystemExit(2) from None
-    STATE.connection = connection
+    STATE.target = target
     secrets.scrub_for_web_ui()  # resolved: the UI page shows the redacted URL only
     try:  # a wrong --queue (no module, no factory, not an adapter) stops here, before any load
-        make_queue(STATE.opts, connection).close()
+        make_queue(STATE.opts, target).close()
     except UsageError as exc:
         sys.stderr.write(f"locust: error: {exc}\n")
         raise SystemExit(2) from None
     except TaskQueueError as exc:  # unreachable now: the load counts every failed attempt
         log.warning("the backend cannot be reached (%s); every attempt is counted as a failure", exc.kind)
     # Workers receive custom options from the master with each spawn: point them at this backend.
-    environment.parsed_options.redis_url = connection.get("redis_url", "")
-    environment.parsed_options.cluster_nodes = connection.get("cluster_nodes", "")
+    environment.parsed_options.redis_url = target.redis_url or ""
+    environment.parsed_options.cluster_nodes = target.cluster_nodes or ""
     if isinstance(environment.runner, MasterRunner):
         environment.events.worker_report.add_listener(_on_worker_report)
     from . import webui
 
     if not environment.host:  # the web UI's Host field and header show the backend, without a password
-        environment.host = webui.display_target(connection)
+        environment.host = target.display()
     webui.install(environment)  # the TaskQueue tab, when there is a web UI
 
 
@@ -420,7 +419,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
             STATE.queue.close()
         STATE.queue = None
         try:
-            STATE.queue = make_queue(opts, STATE.connection or opts.connection())
+            STATE.queue = make_queue(opts, STATE.target or opts.target())
         except UsageError as exc:
             sys.stderr.write(f"locust: error: {exc}\n")
             raise SystemExit(2) from None
@@ -429,7 +428,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     if not STATE.is_worker:  # read back before any fault can take a node away
         STATE.effective = _read_effective(opts, STATE.queue)
     if STATE.is_master:
-        STATE.workers = environment.runner.worker_count if environment.runner else 0  # type: ignore[union-attr,attr-defined]
+        STATE.workers = runner.worker_count if isinstance(runner := environment.runner, MasterRunner) else 0
         if opts.rate > 0 and environment.runner is not None and environment.parsed_options is not None:
             # Sent to the workers with every spawn message (Locust forwards non-default options).
             environment.parsed_options.tq_senders_total = expected_senders(
@@ -608,7 +607,8 @@ def _on_quit(exit_code: int, **_: Any) -> None:
             STATE.queue.close()
         if STATE.embedded is not None:
             STATE.embedded.stop()
-            tmp = STATE.embedded.servers[0].data_dir.parents[1]  # the locust-tq-* folder of resolve_connection
+            first = STATE.embedded.servers[0]  # a RedisServer: in the locust-tq-* folder of resolve_target
+            tmp = first.data_dir.parents[1] if isinstance(first, RedisServer) else Path()
             if tmp.name.startswith("locust-tq-"):
                 shutil.rmtree(tmp, ignore_errors=True)
             STATE.embedded = None
@@ -714,23 +714,23 @@ def us_summary_table(out: Path, summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _read_effective(opts: LoadOptions, queue: Any = None) -> dict[str, Any]:
+def _read_effective(opts: LoadOptions, queue: adapters.QueueAdapter | None = None) -> dict[str, Any]:
     """Configuration read back from the client and the servers, never just what was asked for.
     The master has no queue of its own: it builds one just to read it back."""
-    connection = STATE.connection or opts.connection()
+    target = STATE.target or opts.target()
     out: dict[str, Any] = {}
     try:
-        probe = queue or make_queue(opts, connection)
+        probe = queue or make_queue(opts, target)
         try:
             out["queue"] = probe.describe()
         finally:
             if probe is not queue:
                 probe.close()
-        out["servers"] = backends.effective_of(connection)
+        out["servers"] = backends.effective_of(target) if target else {}
     except Exception as exc:  # the run's numbers are still worth writing
         out["error"] = f"could not read effective config: {exc}"
-    if connection.get("cluster_nodes"):
-        out["cluster_nodes"] = [f"{h}:{p}" for h, p in parse_nodes(connection["cluster_nodes"])]
+    if target is not None and target.cluster_nodes:
+        out["cluster_nodes"] = [f"{h}:{p}" for h, p in target.nodes()]
     return out
 
 

@@ -5,19 +5,20 @@ from __future__ import annotations
 import csv
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from .servers import RedisServer
+from .servers import ServerNode
 
 COUNTERS = ("evicted_keys", "expired_keys", "rejected_connections", "total_commands_processed")
 FIELDS = ("epoch_s", "node", "role", "used_memory", "maxmemory", *COUNTERS, "connected_clients", "ops_per_sec")
 
 
 class InfoSampler(threading.Thread):
-    def __init__(self, servers: list[RedisServer], interval_s: float = 1.0) -> None:
+    def __init__(self, servers: Sequence[ServerNode], interval_s: float = 1.0) -> None:
         super().__init__(name="info-sampler", daemon=True)
         self.servers, self.interval_s = servers, interval_s
         self.rows: list[dict[str, Any]] = []

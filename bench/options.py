@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import UsageError
+from .target import Target
 
 MAX_PAYLOAD = 8 * 1024 * 1024  # well below Redis's 512 MB limit; larger is a mistake in a queue bench
 DEFAULT_STOP_TIMEOUT_S = 10.0  # Locust's --stop-timeout when not given: users finish their operation
@@ -323,9 +324,9 @@ class LoadOptions:
             raise UsageError("; ".join(problems))
         return self
 
-    def connection(self) -> dict[str, Any]:
-        """The external target these options name: ``{"redis_url": …}`` or ``{"cluster_nodes": …}``."""
-        return {k: v for k, v in (("redis_url", self.redis_url), ("cluster_nodes", self.cluster_nodes)) if v}
+    def target(self) -> Target | None:
+        """The external target these options name, if any."""
+        return Target.of(self.redis_url, self.cluster_nodes)
 
     def as_args(self) -> list[str]:
         """Command-line form, for starting ``locust`` from ``bench run``; secret options are

@@ -123,7 +123,7 @@ def measure(users: int = 20, seconds: int = 8, repeats: int = 3, server_bin: str
         "locust TaskQueue.enqueue": [],
     }
     try:
-        url = backend.connection()["redis_url"]
+        url = backend.target["redis_url"]
         port = int(url.rsplit(":", 1)[1].split("/")[0])
         for _ in range(repeats):  # interleaved, so drift hits all three alike
             samples["redis-benchmark -c 50 lpush"].append(redis_benchmark(port))

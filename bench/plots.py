@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator, NullLocator
 
+from .cells import cell_label, error_count, is_faulted, is_plain, lost, memory_limited
 from .chartstyle import cells as _cells
 from .chartstyle import latency_axis, parse_memory
 from .chartstyle import title as _title
@@ -30,19 +31,10 @@ from .plots_capacity import capacity_curves
 from .plots_faults import failover_timelines
 from .plots_partitions import partitions
 from .plots_soak import soak
-from .runs import Run, cell_label, error_count, load_run
+from .runs import Run, load_run
 
 OPS = ("enqueue", "dequeue", "ack", "e2e")
 PERCENTILES = (50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99)
-ERROR_COLORS = {
-    "connection_refused": "tab:red",
-    "timeout": "tab:orange",
-    "clusterdown": "tab:purple",
-    "tryagain": "tab:pink",
-    "moved": "tab:brown",
-    "oom": "tab:olive",
-    "pool_exhausted": "tab:gray",
-}
 
 
 def _repeats(cell: dict[str, Any], op: str) -> int:
@@ -56,7 +48,7 @@ def _top(cell: dict[str, Any], op: str) -> float:
 
 def throughput(runs: list[Run]) -> Figure | None:
     """Ops/s per operation for each cell, repeat min..max as error bars, rejected enqueues and errors marked."""
-    items = _cells(runs, lambda c: c["params"].get("fault", "none") == "none" and bool(c["ops"]))
+    items = _cells(runs, lambda c: not is_faulted(c) and bool(c["ops"]))
     if not items:
         return None
     ops = [op for op in ("enqueue", "enqueue_many", "dequeue", "ack") if any(op in c["ops"] for _, c in items)]
@@ -172,9 +164,7 @@ def latency_spectrum(runs: list[Run]) -> Figure | None:
 
 def pool_sizes(runs: list[Run]) -> Figure | None:
     """Ops/s and p99 vs pool size, blocking vs non-blocking, exhaustion errors marked."""
-    items = _cells(
-        runs, lambda c: c["params"].get("fault", "none") == "none" and c["params"].get("maxmemory") in ("0", 0)
-    )
+    items = _cells(runs, is_plain)
     sizes = {c["params"]["pool_size"] for _, c in items}
     if len(sizes) < 2:
         return None
@@ -241,13 +231,6 @@ def _memory_label(cell: dict[str, Any], run: Run, many: bool) -> str:
     return label if p["maxmemory_policy"] in label else f"{label}\n{p['maxmemory_policy']} {p['maxmemory']}"
 
 
-def _lost(audit: dict[str, Any]) -> tuple[int, bool]:
-    """Lost tasks and whether that is only an upper bound (the drain timed out)."""
-    if "lost" in audit or "lost_upper_bound" not in audit:
-        return int(audit.get("lost", 0)), False
-    return int(audit["lost_upper_bound"]), True
-
-
 def _memory_rounds(rows: list[dict[str, Any]]) -> tuple[list[float], list[int], list[int], int | None]:
     """Per INFO sampling round (all nodes polled at one epoch): time, the highest used_memory of any node (the limit
     is per node), evicted keys summed over nodes, and the nodes' maxmemory."""
@@ -267,7 +250,7 @@ def _memory_rounds(rows: list[dict[str, Any]]) -> tuple[list[float], list[int], 
 
 def memory_policies(runs: list[Run]) -> Figure | None:
     """Per policy: tasks ok / delivered / lost / rejected, and used memory + evictions over time."""
-    items = _cells(runs, lambda c: str(c["params"].get("maxmemory", "0")) not in ("0", ""))
+    items = _cells(runs, memory_limited)
     if not items:
         return None
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5.5))
@@ -280,10 +263,10 @@ def memory_policies(runs: list[Run]) -> Figure | None:
     x = np.arange(len(items))
     width = 0.8 / len(fields)
     for i, (key, name, color) in enumerate(fields):
-        values = [_lost(c["audit"])[0] if key == "lost" else c["audit"].get(key, 0) for _, c in items]
+        values = [(lost(c["audit"])[0] or 0) if key == "lost" else c["audit"].get(key, 0) for _, c in items]
         bars = ax1.bar(x + (i - 1.5) * width, values, width, label=name, color=color)
         if key == "lost":
-            texts = [("≤ " if _lost(c["audit"])[1] else "") + f"{v:,}" for v, (_, c) in zip(values, items, strict=True)]
+            texts = [("≤ " if lost(c["audit"])[1] else "") + f"{v:,}" for v, (_, c) in zip(values, items, strict=True)]
             ax1.bar_label(bars, labels=texts, fontsize=8, color="tab:red")
     ax1.set_xticks(x, [_memory_label(c, r, len(runs) > 1) for r, c in items], fontsize=8)
     ax1.set_ylabel("tasks")
@@ -422,14 +405,7 @@ def _engine_of(cell: dict[str, Any]) -> str:
 
 def peers(runs: list[Run]) -> Figure | None:
     """Queue engines side by side at equal load: ops/s and end-to-end latency per engine."""
-    items = _cells(
-        runs,
-        lambda c: (
-            c["params"].get("fault", "none") == "none"
-            and bool(c["ops"])
-            and str(c["params"].get("maxmemory", "0")) in ("0", "")
-        ),
-    )
+    items = _cells(runs, lambda c: is_plain(c) and bool(c["ops"]))
     if len({_engine_of(c) for _, c in items}) < 2:
         return None
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5.5))

@@ -14,8 +14,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.text import Annotation
 
+from .cells import cell_label
 from .chartstyle import cells, event_label, latency_axis, title
-from .runs import Run, cell_label
+from .runs import Run
 
 MIN_SPAN_S = 0.25  # shorter (partial) buckets are left out: 3 operations in 28 ms is not a rate
 MIN_WINDOW = 0.006  # of the x range: the narrowest a window is drawn, so a 20 ms fault still shows

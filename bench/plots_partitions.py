@@ -15,9 +15,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from .acklog import AckLog
+from .cells import cell_label
 from .chartstyle import cells, event_label, format_us, title
 from .plots_faults import place_labels
-from .runs import Run, cell_label
+from .runs import Run
 
 BIN_S = 0.2  # the ack log's 20 ms buckets, summed into bins this long for the rates
 EVENTS = (  # key, label, colour, line style

@@ -12,9 +12,10 @@ from typing import Any
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from .cells import cell_label
 from .chartstyle import latency_axis, title
 from .drift import SHARE, drift_cells, used_memory_rounds
-from .runs import Run, cell_label
+from .runs import Run
 
 SMOOTH_S = 30  # the bold line: a rolling median over this many seconds (one failover is a spike, not a trend)
 P99_OPS = (("e2e", "tab:blue"), ("enqueue", "tab:green"))

@@ -2,8 +2,8 @@
 ``CLUSTER FAILOVER`` kinds, with --allow-failover) or the docker-compose cluster (every fault kind,
 through the container: ``docker kill`` / ``pause`` / ``unpause`` / ``start``).
 
-``RemoteNode`` has the interface the fault injector, the restore check and the INFO sampler use
-on an embedded ``RedisServer``, so the same code drives all three. Loopback addresses only.
+``RemoteNode`` is a :class:`bench.servers.ServerNode`, like an embedded ``RedisServer``: the fault injector,
+the restore check and the INFO sampler drive all three the same way. Loopback addresses only.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import redis
 
 from .backends import ClusterBackend, raw_text
 from .errors import UsageError
+from .servers import ServerNode
 from .topology import parse_cluster_nodes
 
 COMPOSE_BASE_PORT = 7000
@@ -47,6 +48,7 @@ class RemoteNode:
     host: str
     port: int
     docker: bool = False  # faults through the compose container
+    pid: int | None = None  # not ours: unknown
 
     @property
     def address(self) -> str:
@@ -79,9 +81,9 @@ class RemoteNode:
     def signal(self, sig: signal.Signals) -> None:
         self._docker("stop" if sig == signal.SIGSTOP else "cont" if sig == signal.SIGCONT else "kill")
 
-    def start(self, wait: float = 30.0) -> None:
+    def start(self, wait: float | None = None) -> None:
         self._docker("start")
-        deadline = time.monotonic() + wait
+        deadline = time.monotonic() + (30.0 if wait is None else wait)
         while time.monotonic() < deadline and not self.is_alive():
             time.sleep(0.2)
 
@@ -101,10 +103,10 @@ def remote_cluster(nodes: list[tuple[str, int]], docker: bool = False) -> Cluste
             timeout_ms = int(r.config_get("cluster-node-timeout").get("cluster-node-timeout", 15000))
     except redis.RedisError as exc:
         raise UsageError(f"cannot read the cluster at {seed.address}: {exc}") from None
-    servers = []
+    servers: list[ServerNode] = []
     for node in known:
         host, port = node.address.rsplit(":", 1)
         servers.append(RemoteNode(host, int(port), docker=docker))
     masters = [n for n in known if n.is_master and n.slots]
     replicas = max((sum(1 for n in known if n.master_id == m.id) for m in masters), default=0)
-    return ClusterBackend(servers, len(masters), replicas, timeout_ms)  # type: ignore[arg-type]
+    return ClusterBackend(servers, len(masters), replicas, timeout_ms)

@@ -8,6 +8,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+from .cells import error_count, fault_windows, is_plain, lost, memory_limited, rate_shortfall, repeat_count
 from .partition_loss import report_section as loss_section
 from .report_soak import drift_findings, drift_section, fault_series_section
 from .report_tables import (
@@ -15,19 +16,15 @@ from .report_tables import (
     capacity_section,
     counters_note,
     fault_section,
-    fault_windows,
-    lost,
     lost_text,
     open_loop_section,
-    rate_shortfall,
     rate_warning,
-    repeat_count,
     server_counters,
     server_section,
 )
 from .report_tables import n as _n
 from .report_tables import table as _table
-from .runs import Run, error_count, load_run
+from .runs import Run, load_run
 from .stats import ratio
 
 
@@ -53,7 +50,7 @@ def findings(run: Run) -> list[str]:
     """Plain-language headlines, each backed by a number in the tables below."""
     out: list[str] = [w for c in run.cells if (w := rate_warning(c))]
     cells, cores = run.cells, run.summary.get("environment", {}).get("host_cores")
-    plain = [c for c in cells if c["params"].get("fault") == "none" and str(c["params"].get("maxmemory")) in ("0", "")]
+    plain = [c for c in cells if is_plain(c)]
     for sa in [c for c in plain if c["params"]["backend"] == "standalone"][:1]:
         for cl in [
             c for c in plain if c["params"]["backend"] == "cluster" and c["params"]["users"] == sa["params"]["users"]
@@ -100,7 +97,7 @@ def findings(run: Run) -> list[str]:
                 )
     out += pool_sweeps(plain)
     for c in cells:
-        if str(c["params"].get("maxmemory")) in ("0", ""):
+        if not memory_limited(c):
             continue
         a, policy, mem = c["audit"], c["params"]["maxmemory_policy"], c["params"]["maxmemory"]
         count, upper = lost(a)

@@ -1,10 +1,12 @@
-"""Readers of the results contract shared by ``bench report`` and the CLI tables: lost counts that may
-be upper bounds, open-loop coverage, fault windows, server counters, repeat counts; plus the Markdown
-sections for fault timelines, open loop and server counters. Pure: no Redis, no rich."""
+"""Text shared by ``bench report`` and the CLI tables (the cells are read through :mod:`bench.cells`): lost
+counts that may be upper bounds, the open-loop warning, server counters; plus the Markdown sections for fault
+timelines, open loop and server counters. Pure: no Redis, no rich."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from .cells import fault_windows, lost, rate_shortfall
 
 COUNTERS = ("evicted_keys", "expired_keys", "rejected_connections")
 
@@ -23,28 +25,9 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def lost(audit: dict[str, Any], key: str = "lost") -> tuple[int | None, bool]:
-    """(count, is_upper_bound). A drain that timed out records ``<key>_upper_bound`` instead of ``key``
-    (summed repeats may hold both); old runs flagged the same case with ``lost_is_upper_bound``."""
-    bound = audit.get(f"{key}_upper_bound")
-    if bound is not None:
-        return (audit.get(key) or 0) + bound, True
-    return audit.get(key), key == "lost" and bool(audit.get("lost_is_upper_bound"))
-
-
 def lost_text(audit: dict[str, Any], key: str = "lost") -> str:
     count, upper = lost(audit, key)
     return f"≤ {count:,}" if upper and count is not None else n(count)
-
-
-def repeat_count(cell: dict[str, Any]) -> int:
-    return len(cell.get("repeats") or []) or int(cell.get("params", {}).get("repeat") or 1)
-
-
-def rate_shortfall(cell: dict[str, Any]) -> dict[str, Any] | None:
-    """The open-loop block (the cell's, else a repeat's) whose offered rate was not reached, if any."""
-    blocks = [cell.get("open_loop")] + [r.get("open_loop") for r in cell.get("repeats") or []]
-    return next((b for b in blocks if b and b.get("rate_reached") is False), None)
 
 
 def rate_warning(cell: dict[str, Any]) -> str | None:
@@ -55,14 +38,6 @@ def rate_warning(cell: dict[str, Any]) -> str | None:
         f"cell {cell['id']}: offered {n(ol.get('rate'))}/s but only {(ol.get('coverage') or 0) * 100:.1f}% of the "
         "sends were made (harness- or server-bound); its latency percentiles are not the latency at that rate"
     )
-
-
-def fault_windows(f: dict[str, Any]) -> tuple[float | None, float | None]:
-    """(unavailable_s: longest gap without a successful operation, error_window_s). Runs before the
-    contract of issue #9 stored the error window as ``unavailable_s`` and never measured the gap."""
-    if "error_window_s" in f or "outage_start_s" in f:
-        return f.get("unavailable_s"), f.get("error_window_s")
-    return None, f.get("unavailable_s")
 
 
 def server_counters(cell: dict[str, Any]) -> dict[str, Any] | None:

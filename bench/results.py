@@ -242,17 +242,3 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def read_summary(run_dir: Path) -> dict[str, Any]:
-    return dict(json.loads((Path(run_dir) / "summary.json").read_text()))
-
-
-def read_histograms(run_dir: Path) -> dict[str, Any]:
-    data = json.loads((Path(run_dir) / "histograms.json").read_text())
-    return {op: decode(text) for op, text in data["histograms"].items()}
-
-
-def read_timeseries(run_dir: Path) -> list[dict[str, Any]]:
-    with open(Path(run_dir) / "timeseries.csv", newline="") as fh:
-        return list(csv.DictReader(fh))

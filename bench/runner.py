@@ -44,6 +44,7 @@ from .results import environment_info, read_intervals
 from .scenario import Cell, Scenario
 from .servers import _die_with_parent, free_port
 from .stats import combine_repeats
+from .target import Target
 
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "locustfiles" / "queue.py"
 STOP_TIMEOUT_S = 5  # Locust lets users finish their current task (a consumer acks what it holds)
@@ -97,8 +98,9 @@ class External:
     def kind(self) -> str:
         return "cluster" if self.cluster_nodes else "standalone"
 
-    def connection(self) -> dict[str, Any]:
-        return {"cluster_nodes": self.cluster_nodes} if self.cluster_nodes else {"redis_url": self.redis_url}
+    @property
+    def target(self) -> Target:
+        return Target(self.redis_url, self.cluster_nodes)
 
 
 class Runner:
@@ -224,11 +226,9 @@ class Runner:
     def backend_for(self, params: dict[str, Any]) -> backends.Backend | External:
         if self.external is not None:
             if params["fault"] != "none" and self.external.cluster_nodes:  # faults need the live topology
-                from taskqueue.settings import parse_nodes
-
                 from .remote import remote_cluster
 
-                return remote_cluster(parse_nodes(self.external.cluster_nodes), docker=self.external.docker)
+                return remote_cluster(self.external.target.nodes(), docker=self.external.docker)
             return self.external
         kind = params["backend"]
         server_bin = params.get("server_bin") or self.server_bin
@@ -277,7 +277,7 @@ class Runner:
         backend.configure({"maxmemory": "0"})  # flush needs room
         backend.flush()
         backend.configure(config)
-        reset_stats(backend.servers)
+        reset_stats(backend)
 
     # -- one cell -------------------------------------------------------------------------------
 
@@ -300,7 +300,7 @@ class Runner:
         self.prepare(backend, params)
         rep_dir.mkdir(parents=True, exist_ok=True)
         queue_name = f"cell{index}"
-        connection = backend.connection()
+        target = backend.target
         sampler = InfoSampler(backend.servers) if not isinstance(backend, External) else None
         if sampler:
             sampler.start()
@@ -311,10 +311,10 @@ class Runner:
         ran_to_end = False
         try:
             with open(rep_dir / "locust.log", "w") as log:
-                opts = cell_load_options(cell, connection, queue_name, rep_dir)
+                opts = cell_load_options(cell, target, queue_name, rep_dir)
                 proc = start_locust(locust_command(params, opts, rep_dir), log, env={**os.environ, **opts.as_env()})
             started = _wait_for_start(proc, rep_dir)
-            probe = LoadProbe(proc.pid, _probe_queue(connection, params, queue_name))
+            probe = LoadProbe(proc.pid, _probe_queue(target, params, queue_name))
             probe.start()
             if params["fault"] != "none" and isinstance(backend, backends.ClusterBackend):
                 injector = periodic.start(backend, params, queue_name, started)
@@ -340,7 +340,7 @@ class Runner:
             progress.phase("restore")
             events = periodic.finish(backend, injector, heal_s)
             progress.phase("drain")
-            result = self.collect(cell, rep_dir, connection, queue_name, sampler, probe, events, proc.returncode)
+            result = self.collect(cell, rep_dir, target, queue_name, sampler, probe, events, proc.returncode)
         except KeyboardInterrupt as exc:  # during the restore or the drain: keep what Locust measured
             self.interrupted = self.interrupted or exc
             if injector is not None:
@@ -362,7 +362,7 @@ class Runner:
         self,
         cell: Cell,
         rep_dir: Path,
-        connection: dict[str, Any],
+        target: Target,
         queue_name: str,
         sampler: InfoSampler | None,
         probe: LoadProbe | None,
@@ -384,7 +384,7 @@ class Runner:
         self._raise_usage_error(rep_dir, returncode)
         audit_file = rep_dir / "audit-ids.json.gz"
         audit = AuditLog.load(audit_file) if audit_file.exists() else AuditLog()
-        drain = drain_queue(connection, params, queue_name, audit)
+        drain = drain_queue(target, params, queue_name, audit)
         audit.save(audit_file)
         info_rows = sampler.write(rep_dir / "info.csv", start) if sampler else []
         probe_rows = (
@@ -546,12 +546,12 @@ def headless_locust(users: int, spawn_rate: float, seconds: float) -> list[str]:
     ]
 
 
-def cell_load_options(cell: Cell, connection: dict[str, Any], queue_name: str, rep_dir: Path) -> LoadOptions:
+def cell_load_options(cell: Cell, target: Target, queue_name: str, rep_dir: Path) -> LoadOptions:
     """The cell's load as Locust options (validated), on this target, queue and results folder."""
     return dataclasses.replace(
         cell.load,
-        redis_url=connection.get("redis_url", ""),
-        cluster_nodes=connection.get("cluster_nodes", ""),
+        redis_url=target.redis_url or "",
+        cluster_nodes=target.cluster_nodes or "",
         queue_name=queue_name,
         audit=True,
         ack_log=cell.harness["fault"] in netns.NETWORK_FAULTS,  # which partition acknowledged which id, when
@@ -581,11 +581,11 @@ def locust_command(params: dict[str, Any], opts: LoadOptions, rep_dir: Path) -> 
     return cmd
 
 
-def _probe_queue(connection: dict[str, Any], params: dict[str, Any], queue_name: str) -> Any:
+def _probe_queue(target: Target, params: dict[str, Any], queue_name: str) -> adapters.QueueAdapter | None:
     """The queue as the drain will read it, for depth/inflight each second; None if it cannot be
     built (the probe then records memory only)."""
     try:
-        return adapters.build(params["queue"] or adapters.DEFAULT, connection, _drain_options(params, queue_name))
+        return adapters.build(params["queue"] or adapters.DEFAULT, target, _drain_options(params, queue_name))
     except Exception:
         return None
 
@@ -600,14 +600,14 @@ def _wait_for_start(proc: subprocess.Popen[bytes], rep_dir: Path, timeout: float
     return time.time()
 
 
-def drain_queue(connection: dict[str, Any], params: dict[str, Any], queue_name: str, audit: AuditLog) -> dict[str, Any]:
+def drain_queue(target: Target, params: dict[str, Any], queue_name: str, audit: AuditLog) -> dict[str, Any]:
     """After the load: consume until the queue is empty (expired leases requeued) or the drain
     timeout passes. Every delivery goes into the audit."""
     started = time.monotonic()
     deadline = started + params["drain_timeout"]
     delivered = errors = 0
     depth = inflight = -1
-    queue = adapters.build(params["queue"] or adapters.DEFAULT, connection, _drain_options(params, queue_name))
+    queue = adapters.build(params["queue"] or adapters.DEFAULT, target, _drain_options(params, queue_name))
     try:
         while time.monotonic() < deadline:
             try:
@@ -686,9 +686,9 @@ def combine_cell(cell: Cell, repeats: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def reset_stats(servers: list[Any]) -> None:
+def reset_stats(backend: backends.Backend) -> None:
     """CONFIG RESETSTAT on every live node, so the cell's server counters are its own."""
-    for server in servers:
+    for server in backend.servers:
         if server.is_alive():
             with server.client() as r:
                 r.config_resetstat()

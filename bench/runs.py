@@ -239,13 +239,3 @@ def latest_run(root: Path | str = Path("results")) -> Path | None:
         if kind in (*RUN_KINDS, "load-run"):
             found.append((summary.stat().st_mtime, str(summary.parent)))
     return Path(max(found)[1]) if found else None
-
-
-def error_count(cell: dict[str, Any], kind: str) -> int:
-    """How many operations of a cell failed with this error class (all operations)."""
-    return sum(kinds.get(kind, 0) for kinds in cell["errors"].values())
-
-
-def cell_label(cell: dict[str, Any], run: Run | None = None, many_runs: bool = False) -> str:
-    label = cell["id"]
-    return f"{run.name}: {label}" if many_runs and run is not None else label

@@ -12,7 +12,7 @@ import itertools
 import math
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,13 +108,12 @@ class Cell:
     id: str
     harness: dict[str, Any]
     load: LoadOptions
-    varied: tuple[str, ...] = field(default_factory=tuple)  # the keys that distinguish this cell
 
     @classmethod
-    def of(cls, cell_id: str, params: dict[str, Any], varied: tuple[str, ...] = ()) -> Cell:
+    def of(cls, cell_id: str, params: dict[str, Any]) -> Cell:
         """A cell from one flat dict of scenario keys."""
         load = LoadOptions(**{k: v for k, v in params.items() if k in LOAD_KEYS})
-        return cls(cell_id, {k: v for k, v in params.items() if k not in LOAD_KEYS}, load, tuple(varied))
+        return cls(cell_id, {k: v for k, v in params.items() if k not in LOAD_KEYS}, load)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -124,7 +123,7 @@ class Cell:
 
     def updated(self, cell_id: str | None = None, **changes: Any) -> Cell:
         """A copy with some scenario keys changed (``rate=…``, ``users=…``)."""
-        return Cell.of(self.id if cell_id is None else cell_id, self.params | changes, self.varied)
+        return Cell.of(self.id if cell_id is None else cell_id, self.params | changes)
 
     @property
     def slug(self) -> str:
@@ -330,30 +329,30 @@ def parse(data: dict[str, Any], source: str = "<scenario>", overrides: dict[str,
     overrides = {k: _coerce(k, v, f"--{k.replace('_', '-')}", problems) for k, v in overrides.items() if k in PARAMS}
 
     axis_keys = list(axis_values)
-    drafts: list[tuple[str, dict[str, Any], tuple[str, ...]]] = []  # (id, params, varied): Cells once valid
+    drafts: list[tuple[str, dict[str, Any]]] = []  # (id, params): Cells once valid
     for label, explicit_params in zip(labels, cell_params, strict=True):
         for combo in itertools.product(*axis_values.values()) if axis_keys else [()]:
             merged = base | explicit_params | dict(zip(axis_keys, combo, strict=True)) | overrides
             # Named by what this cell sets itself (or its label) plus the axes: short, readable ids.
             varied = tuple(k for k in PARAMS if k in explicit_params or k in axis_keys)
             named = ", ".join(f"{k}={merged[k]}" for k in varied if k not in explicit_params or not label)
-            drafts.append((", ".join(x for x in (label, named) if x) or "default", merged, varied))
+            drafts.append((", ".join(x for x in (label, named) if x) or "default", merged))
     seen: dict[str, int] = {}
-    for i, (cell_id, merged, varied) in enumerate(drafts):
+    for i, (cell_id, merged) in enumerate(drafts):
         seen[cell_id] = seen.get(cell_id, 0) + 1
         if seen[cell_id] > 1:
-            drafts[i] = (f"{cell_id} #{seen[cell_id]}", merged, varied)
+            drafts[i] = (f"{cell_id} #{seen[cell_id]}", merged)
     problems += _grouped_cell_problems(drafts)
     if problems:
         raise _report(source, problems)
-    cells = [Cell.of(cell_id, merged, varied) for cell_id, merged, varied in drafts]
+    cells = [Cell.of(cell_id, merged) for cell_id, merged in drafts]
     return Scenario(str(data.get("name", Path(source).stem)), str(data.get("description", "")), cells, source)
 
 
-def _grouped_cell_problems(drafts: list[tuple[str, dict[str, Any], tuple[str, ...]]]) -> list[str]:
+def _grouped_cell_problems(drafts: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """One line per problem, naming the cells that have it (a [params] mistake hits every cell)."""
     where: dict[str, list[str]] = {}
-    for cell_id, params, _ in drafts:
+    for cell_id, params in drafts:
         for issue in _cell_issues(params):
             where.setdefault(issue, []).append(cell_id)
     lines = []

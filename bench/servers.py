@@ -20,6 +20,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import redis
 
@@ -74,14 +75,6 @@ def find_cli_bin(server_bin: str) -> str:
         if shutil.which(name):
             return str(shutil.which(name))
     raise UsageError(f"no redis-cli or valkey-cli next to {server_bin} or on PATH; {INSTALL_HINT}")
-
-
-def server_version(server_bin: str) -> str:
-    out = subprocess.run([server_bin, "--version"], capture_output=True, text=True, timeout=10).stdout
-    for part in out.split():
-        if part.startswith("v="):
-            return part[2:]
-    return out.strip()
 
 
 TCP_LISTEN = "0A"  # socket state in /proc/net/tcp
@@ -226,6 +219,26 @@ def start_timeout() -> float:
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+
+
+class ServerNode(Protocol):
+    """A cluster node the harness reads, samples and injects faults into: an embedded :class:`RedisServer`
+    or a :class:`bench.remote.RemoteNode` (a server someone else runs; ``pid`` None)."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def address(self) -> str: ...
+    def client(self, timeout: float = 2.0) -> redis.Redis: ...
+    def is_alive(self) -> bool: ...
+    def signal(self, sig: signal.Signals) -> None: ...
+    def kill(self) -> None: ...
+    def start(self, wait: float | None = None) -> None: ...
+    def stop(self, timeout: float = 5.0) -> None: ...
 
 
 @dataclass

@@ -6,8 +6,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import backends
+from .cells import fault_windows, lost, rate_shortfall
 from .errors import UsageError
-from .report_tables import fault_windows, lost, lost_text, rate_shortfall
+from .report_tables import lost_text
 
 
 def status_table(backend: backends.Backend) -> Table:
@@ -47,6 +48,7 @@ def external_table(redis_url: str | None, cluster_nodes: str | None) -> Table:
     """Read-only INFO of a user's own servers: never flushes, configures or stops anything."""
     import redis
 
+    from taskqueue.connection import server_version
     from taskqueue.settings import parse_nodes, redact_url
 
     targets: list[tuple[str, redis.Redis]] = []
@@ -70,7 +72,7 @@ def external_table(redis_url: str | None, cluster_nodes: str | None) -> Table:
             client.close()
         table.add_row(
             name,
-            str(info.get("redis_version")),
+            str(server_version(info)),
             str(info.get("role")),
             str(info.get("used_memory_human")),
             str(info.get("maxmemory_human")),

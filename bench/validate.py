@@ -27,9 +27,3 @@ def maxmemory_bytes(text: str) -> int:
         raise UsageError(f"maxmemory {text!r} is not valid: use e.g. 64mb, 1gb or a byte count")
     unit = match.group(2).lower() if match.group(2) else None
     return int(match.group(1)) * _UNITS[unit]
-
-
-def policy(name: str) -> str:
-    if name not in POLICIES:
-        raise UsageError(f"maxmemory-policy {name!r} is not valid: use one of {', '.join(POLICIES)}")
-    return name

@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 from hdrh.histogram import HdrHistogram
 
 from taskqueue import TaskQueueError
-from taskqueue.settings import redact_url
 
 from .audit import count
 from .metrics import Recorder, new_histogram, release
 from .stats import summarize
+from .target import Target
 
 if TYPE_CHECKING:  # importing Locust monkey-patches the process with gevent: only inside Locust
     from locust.env import Environment
@@ -126,10 +126,8 @@ def _queue_counts() -> dict[str, Any]:
             if CACHE.probe is None:
                 from .load import make_queue
 
-                CACHE.probe = make_queue(state.opts, state.connection or state.opts.connection())
+                CACHE.probe = make_queue(state.opts, state.target or state.opts.target())
             queue = CACHE.probe
-        if not hasattr(queue, "depth") or not hasattr(queue, "inflight"):
-            return {"depth": None, "inflight": None, "error": f"{type(queue).__name__} has no depth()/inflight()"}
         return {"depth": int(queue.depth()), "inflight": int(queue.inflight()), "error": None}
     except TaskQueueError as exc:
         return {"depth": None, "inflight": None, "error": exc.kind}
@@ -150,7 +148,7 @@ def _config() -> dict[str, Any]:
     processes = getattr(runner, "worker_count", None) if state.is_master else 1
     config: dict[str, Any] = {
         "backend": queue.get("backend") or state.opts.backend,
-        "target": display_target(state.connection or state.opts.connection()),
+        "target": display_target(state.target or state.opts.target()),
         "pool_size": queue.get("pool_size"),
         "pool_class": queue.get("pool_class"),
         "pool_blocking": queue.get("pool_blocking"),
@@ -168,13 +166,9 @@ def _config() -> dict[str, Any]:
     return config
 
 
-def display_target(connection: dict[str, Any]) -> str:
+def display_target(target: Target | None) -> str:
     """The backend as a URL-like line without any password (Locust's Host field and header)."""
-    if connection.get("redis_url"):
-        return redact_url(connection["redis_url"])
-    if connection.get("cluster_nodes"):
-        return f"redis-cluster://{connection['cluster_nodes']}"
-    return ""
+    return target.display() if target is not None else ""
 
 
 def snapshot(now: float | None = None) -> dict[str, Any]:
@@ -351,7 +345,7 @@ def install(environment: Environment) -> None:
 def _on_test_start(environment: Environment, **_: Any) -> None:
     CACHE.snapshot = None
     state = _state()
-    shown = display_target(state.connection or state.opts.connection())
+    shown = display_target(state.target or state.opts.target())
     if environment.host and shown and environment.host != shown:
         log.warning(
             "the web UI's Host field (%s) is not used: the load goes to %s (set --redis-url or --cluster-nodes)",

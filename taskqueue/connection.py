@@ -19,10 +19,10 @@ Without ``operation_timeout`` the client is built exactly as before: no per-call
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from functools import cache
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -52,21 +52,23 @@ def _expired(before: str) -> DeadlineExceeded:
     return DeadlineExceeded(f"operation_timeout={limit} ran out before {before}")
 
 
-class _DeadlineMixin:
+if TYPE_CHECKING:  # what the mixin is mixed into, for the type checker; at run time a plain mixin
+    _MixedInto = redis.Connection
+else:
+    _MixedInto = object
+
+
+class _DeadlineMixin(_MixedInto):
     """Per attempt: socket timeouts capped to the time left; none left, DeadlineExceeded.
 
     Mixed into redis-py's connection classes (TCP, TLS, unix socket), in front of them in the MRO."""
-
-    _sock: Any
-    socket_timeout: float | None
-    socket_connect_timeout: float | None
 
     def _arm(self, before: str) -> None:
         left = time_left()
         sock = self._sock
         if left is not None and left <= 0:
             if sock is not None:  # a request may be in flight on it: never reuse this connection
-                self.disconnect()  # type: ignore[attr-defined]
+                self.disconnect()
             raise _expired(before)
         if sock is None:
             return
@@ -77,22 +79,22 @@ class _DeadlineMixin:
     def _connect(self) -> Any:
         left = time_left()
         if left is None:
-            return super()._connect()  # type: ignore[misc]
+            return super()._connect()
         if left <= 0:
             raise _expired("connecting")
         saved = self.socket_connect_timeout, self.socket_timeout
         self.socket_connect_timeout = min(saved[0] or left, left)
         self.socket_timeout = min(saved[1] or left, left)  # TLS handshake
         try:
-            return super()._connect()  # type: ignore[misc]
+            return super()._connect()
         finally:
             self.socket_connect_timeout, self.socket_timeout = saved
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         if self._sock is None:
-            self.connect_check_health(check_health=False)  # type: ignore[attr-defined]
+            self.connect_check_health(check_health=False)
         self._arm("sending")
-        super().send_packed_command(command, check_health)  # type: ignore[misc]
+        super().send_packed_command(command, check_health)
 
     def read_response(
         self,
@@ -103,7 +105,7 @@ class _DeadlineMixin:
         push_request: bool = False,
     ) -> Any:
         self._arm("reading the reply")
-        return super().read_response(  # type: ignore[misc]
+        return super().read_response(
             disable_decoding, timeout=timeout, disconnect_on_error=disconnect_on_error, push_request=push_request
         )
 
@@ -123,7 +125,7 @@ class DeadlineBlockingConnectionPool(redis.BlockingConnectionPool):
     """A blocking pool whose wait for a free connection ends at the deadline too (then the usual
     "No connection available": kind ``pool_exhausted``, nothing was sent on this attempt)."""
 
-    @property  # type: ignore[override]
+    @property
     def timeout(self) -> float | None:
         left = time_left()
         if left is None:
@@ -256,3 +258,15 @@ def endpoint_report(client: Client) -> dict[str, Any]:
     kwargs = client.connection_pool.connection_kwargs
     url = f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
     return {"backend": "standalone", "url": redact_url(url)}
+
+
+def server_version(info: Mapping[str, Any]) -> str | None:
+    """The server's own version from its INFO (server section): the one way to read it. Valkey also
+    reports a Redis-compatible ``redis_version`` (7.2.4), so its ``valkey_version`` wins when present."""
+    found = info.get("valkey_version") or info.get("redis_version")
+    return None if found is None else str(found)
+
+
+def server_report(info: Mapping[str, Any]) -> dict[str, Any]:
+    """``server_version`` and ``server_name`` (redis, valkey) of an INFO reply, as results record them."""
+    return {"server_version": server_version(info), "server_name": info.get("server_name") or "redis"}

@@ -5,15 +5,16 @@
 - ``stream``: one STREAM per partition with a consumer group: XADD / XREADGROUP / XACK, and
   XAUTOCLAIM of idle pending entries as the visibility timeout.
 
-An engine turns queue operations into script calls or commands; the TaskQueue around it owns the
-client, partitions, ids and error translation.
+An engine (the :class:`Engine` Protocol) turns queue operations into script calls or commands; the
+TaskQueue around it owns the client, partitions, ids and error translation.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from redis import exceptions as rex
+from redis.commands.core import Script
 
 from . import scripts
 from .codec import decode_record
@@ -25,6 +26,26 @@ if TYPE_CHECKING:
     from .queue import TaskQueue
 
 ENGINES = ("list", "stream")
+
+
+class Engine(Protocol):
+    """What a TaskQueue asks of its engine. ``p`` is a partition; pipelines get commands added, whose
+    replies (per partition, in order) ``count`` turns into a number of tasks."""
+
+    name: str
+    enqueue_script: Script  # KEYS = enqueue_keys(p); ARGV = task id, record
+    enqueue_many_script: Script  # KEYS = enqueue_keys(p); ARGV = id, record, id, record, …
+
+    def prepare(self) -> None: ...  # once, after connecting (e.g. create consumer groups)
+    def enqueue_keys(self, p: int) -> list[str]: ...
+    def lease(self, p: int, count: int) -> list[Task]: ...  # up to count tasks, without waiting
+    def wait(self, p: int, count: int, seconds: float) -> list[Task]: ...  # block until ready; may lease
+    def ack(self, task: Task) -> bool: ...
+    def nack(self, task: Task) -> bool: ...
+    def requeue_expired(self, p: int, limit: int) -> int: ...
+    def depth_commands(self, pipe: Any, p: int) -> None: ...
+    def inflight_commands(self, pipe: Any, p: int) -> None: ...
+    def count(self, results: list[Any]) -> int: ...
 
 
 class ListEngine:
@@ -222,7 +243,7 @@ def _stream_entries(reply: Any) -> list[tuple[Any, list[tuple[Any, dict[bytes, b
     return [(item[0], item[1]) for item in reply]
 
 
-def make_engine(name: str, queue: TaskQueue) -> ListEngine | StreamEngine:
+def make_engine(name: str, queue: TaskQueue) -> Engine:
     if name == "list":
         return ListEngine(queue)
     if name == "stream":

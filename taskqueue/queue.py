@@ -15,7 +15,7 @@ from redis import exceptions as rex
 from redis.cluster import RedisCluster
 
 from .codec import IdFactory, encode_record
-from .connection import DEADLINE, Client, build_cluster, build_standalone, endpoint_report, pool_report
+from .connection import DEADLINE, Client, build_cluster, build_standalone, endpoint_report, pool_report, server_report
 from .engines import ENGINES, make_engine
 from .errors import REDIS_ERRORS, PayloadTooLarge, QueueUnavailable, TaskQueueError, translate
 from .keys import PartitionKeys, partition_keys, queue_pattern
@@ -237,8 +237,7 @@ class TaskQueue:
             "max_payload_bytes": self.settings.max_payload_bytes,
             "operation_timeout_s": self.settings.operation_timeout,
             "redis_py": version("redis"),
-            "server_version": info.get("valkey_version") or info.get("redis_version"),
-            "server_name": info.get("server_name") or "redis",
+            **server_report(info),
         }
 
     def keys_of(self, partition: int) -> PartitionKeys:

@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -112,10 +112,10 @@ def make_queue(backend: StandaloneBackend | ClusterBackend, engine: str) -> Iter
     """Factory for queues with a unique name on the current backend; purged and closed after."""
     made: list[TaskQueue] = []
 
-    def make(**kwargs: object) -> TaskQueue:
+    def make(**kwargs: Any) -> TaskQueue:
         kwargs.setdefault("name", f"t-{uuid.uuid4().hex[:8]}")
         kwargs.setdefault("engine", engine)
-        queue = TaskQueue(**backend.connection(), **kwargs)  # type: ignore[arg-type]
+        queue = TaskQueue(backend.target.redis_url, backend.target.cluster_nodes, **kwargs)
         made.append(queue)
         return queue
 

@@ -37,6 +37,7 @@ from typing import Any
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
+from bench.target import Target
 from taskqueue import TaskQueue
 from taskqueue.connection import Client
 
@@ -70,19 +71,19 @@ payload_sizes = pytest.mark.parametrize("payload_size", list(PAYLOADS.values()),
 @dataclass(frozen=True)
 class BenchTarget:
     kind: str  # "standalone" | "cluster"
-    connection: dict[str, Any]  # TaskQueue(redis_url=…) or TaskQueue(cluster_nodes=…)
+    target: Target
     external: bool
 
 
-def external_connections() -> dict[str, dict[str, Any] | None] | None:
-    """``None`` unless an external server is configured; else kind -> connection (``None``: skip)."""
+def external_targets() -> dict[str, Target | None] | None:
+    """``None`` unless an external server is configured; else kind -> target (``None``: skip)."""
     url = os.environ.get("TQB_BENCH_REDIS_URL", "").strip()
     nodes = os.environ.get("TQB_BENCH_CLUSTER_NODES", "").strip()
     if not url and not nodes:
         return None
     return {
-        "standalone": {"redis_url": url} if url else None,
-        "cluster": {"cluster_nodes": nodes} if nodes else None,
+        "standalone": Target(redis_url=url) if url else None,
+        "cluster": Target(cluster_nodes=nodes) if nodes else None,
     }
 
 
@@ -90,14 +91,14 @@ def external_connections() -> dict[str, dict[str, Any] | None] | None:
 def bench_target(request: pytest.FixtureRequest) -> BenchTarget:
     """The external server when configured, else the embedded session backend (started lazily)."""
     kind = str(request.param)
-    external = external_connections()
+    external = external_targets()
     if external is None:
-        return BenchTarget(kind, request.getfixturevalue(kind).connection(), external=False)
-    connection = external[kind]
-    if connection is None:
+        return BenchTarget(kind, request.getfixturevalue(kind).target, external=False)
+    target = external[kind]
+    if target is None:
         var = "TQB_BENCH_REDIS_URL" if kind == "standalone" else "TQB_BENCH_CLUSTER_NODES"
         pytest.skip(f"external Redis configured but {var} is not set: no {kind} to benchmark")
-    return BenchTarget(kind, connection, external=True)
+    return BenchTarget(kind, target, external=True)
 
 
 def clear_queue(queue: TaskQueue) -> None:
@@ -113,7 +114,7 @@ def make_bench_queue(bench_target: BenchTarget) -> Iterator[Callable[..., TaskQu
 
     def make(**kwargs: Any) -> TaskQueue:
         kwargs.setdefault("name", f"bench-{uuid.uuid4().hex[:8]}")
-        queue = TaskQueue(**bench_target.connection, **kwargs)
+        queue = TaskQueue(bench_target.target.redis_url, bench_target.target.cluster_nodes, **kwargs)
         made.append(queue)
         return queue
 

@@ -32,7 +32,7 @@ def peer(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, Any]]:
         pytest.importorskip("rq")
     backend = request.getfixturevalue(kind)
     options = LoadOptions(queue_name=f"peer-{uuid.uuid4().hex[:8]}", pool_size=10, visibility_timeout=30)
-    queue = adapters.build(DESIGNS[design], backend.connection(), options)
+    queue = adapters.build(DESIGNS[design], backend.target, options)
     try:
         yield kind, design, queue
     finally:

@@ -94,7 +94,7 @@ def test_users_own_adapter_plugs_in(standalone, tmp_path: Path) -> None:
     [
         ("no_such_module_xyz:factory", "cannot import module 'no_such_module_xyz'"),
         ("bench.adapters:nope", "has no callable 'nope'"),
-        ("bench.adapters:resolve", "the factory must accept (connection, options)"),
+        ("bench.adapters:resolve", "the factory must accept (target, options)"),
         ("collections:ChainMap", "is not a queue adapter"),
         ("justaname", "expected module:factory"),
     ],

@@ -18,6 +18,7 @@ import pytest
 from bench import scenario
 from bench.errors import UsageError
 from bench.options import OPTIONS, LoadOptions, Option
+from bench.target import Target
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -116,7 +117,7 @@ def test_the_harness_hands_every_load_key_of_a_cell_to_locust(tmp_path: Path) ->
     base = scenario.parse({"params": {"backend": "cluster"}}).cells[0]
     changed = {o.dest: other_value(o) for o in OPTIONS if o.scenario}
     cell = base.updated(**changed)
-    opts = cell_load_options(cell, {"cluster_nodes": "127.0.0.1:7000"}, "cell0", tmp_path)
+    opts = cell_load_options(cell, Target(cluster_nodes="127.0.0.1:7000"), "cell0", tmp_path)
     assert {k: getattr(opts, k) for k in changed} == changed
     argv = locust_command(cell.params, opts, tmp_path)
     for key in changed:

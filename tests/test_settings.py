@@ -122,20 +122,20 @@ def test_bad_cluster_nodes_name_the_variable() -> None:
 
 
 def _resolve_in_subprocess(env: dict[str, str]) -> dict[str, object]:
-    """bench.load.resolve_connection with these env vars, in a fresh interpreter: importing
+    """bench.load.resolve_target with these env vars, in a fresh interpreter: importing
     bench.load imports Locust, which monkey-patches the process with gevent."""
     code = (
         "import json\n"
         "from bench import backends\n"
         "from bench.errors import UsageError\n"
-        "from bench.load import resolve_connection\n"
+        "from bench.load import resolve_target\n"
         "from bench.options import LoadOptions\n"
         "def refuse(*_args, **_kwargs):\n"  # the env vars were ignored: do not start a server
         "    raise SystemExit(print(json.dumps({'would_start_or_attach': True})))\n"
         "backends.attach = backends.start_backend = refuse\n"
         "try:\n"
-        "    connection, embedded = resolve_connection(LoadOptions())\n"
-        "    print(json.dumps({'connection': connection, 'embedded': embedded is not None}))\n"
+        "    target, embedded = resolve_target(LoadOptions())\n"
+        "    print(json.dumps({'connection': dict(target), 'embedded': embedded is not None}))\n"
         "except UsageError as exc:\n"
         "    print(json.dumps({'usage_error': str(exc)}))\n"
     )

@@ -158,7 +158,7 @@ def test_start_form_groups_options_and_shows_the_backend_as_host(web_locust: Web
     raw = page.split("window.templateArgs = ", 1)[1].split("\n", 1)[0]
     args = json.loads(raw)
     assert args["missing_host_warning"] is False  # no "User class has no host" banner
-    assert args["host"] == webui.display_target({"redis_url": standalone.url}) != ""
+    assert args["host"] == webui.display_target(standalone.target) != ""
     extra = args["extra_options"]
     expected = [opt.dest for _, opt, _ in grouped_options()]
     assert list(extra) == expected  # group by group, not alphabetical

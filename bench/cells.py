@@ -1,0 +1,61 @@
+"""Reading one cell of a run summary (``summary.json``'s ``cells[]``): the accessors the charts, the report
+and the CLI tables share, so each question about a cell is answered one way. Pure: dicts in, values out."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .runs import Run
+
+
+def is_faulted(cell: dict[str, Any]) -> bool:
+    """The cell injected a fault (``params.fault`` other than ``none``)."""
+    return (cell["params"].get("fault") or "none") != "none"
+
+
+def memory_limited(cell: dict[str, Any]) -> bool:
+    """The cell ran with a ``maxmemory`` (0 or unset: unlimited)."""
+    return str(cell["params"].get("maxmemory") or 0) not in ("0", "")
+
+
+def is_plain(cell: dict[str, Any]) -> bool:
+    """Neither a fault nor a memory limit: the cells that compare throughput and latency like for like."""
+    return not is_faulted(cell) and not memory_limited(cell)
+
+
+def error_count(cell: dict[str, Any], kind: str) -> int:
+    """How many operations of a cell failed with this error class (all operations)."""
+    return sum(kinds.get(kind, 0) for kinds in cell["errors"].values())
+
+
+def cell_label(cell: dict[str, Any], run: Run | None = None, many_runs: bool = False) -> str:
+    label = cell["id"]
+    return f"{run.name}: {label}" if many_runs and run is not None else label
+
+
+def repeat_count(cell: dict[str, Any]) -> int:
+    return len(cell.get("repeats") or []) or int(cell.get("params", {}).get("repeat") or 1)
+
+
+def lost(audit: dict[str, Any], key: str = "lost") -> tuple[int | None, bool]:
+    """(count, is_upper_bound). A drain that timed out records ``<key>_upper_bound`` instead of ``key``
+    (summed repeats may hold both); old runs flagged the same case with ``lost_is_upper_bound``."""
+    bound = audit.get(f"{key}_upper_bound")
+    if bound is not None:
+        return (audit.get(key) or 0) + bound, True
+    return audit.get(key), key == "lost" and bool(audit.get("lost_is_upper_bound"))
+
+
+def rate_shortfall(cell: dict[str, Any]) -> dict[str, Any] | None:
+    """The open-loop block (the cell's, else a repeat's) whose offered rate was not reached, if any."""
+    blocks = [cell.get("open_loop")] + [r.get("open_loop") for r in cell.get("repeats") or []]
+    return next((b for b in blocks if b and b.get("rate_reached") is False), None)
+
+
+def fault_windows(f: dict[str, Any]) -> tuple[float | None, float | None]:
+    """(unavailable_s: longest gap without a successful operation, error_window_s) of a cell's ``fault``. Runs
+    before the contract of issue #9 stored the error window as ``unavailable_s`` and never measured the gap."""
+    if "error_window_s" in f or "outage_start_s" in f:
+        return f.get("unavailable_s"), f.get("error_window_s")
+    return None, f.get("unavailable_s")
