@@ -3,97 +3,27 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from importlib.metadata import version
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any
 
 from redis import exceptions as rex
 from redis.cluster import RedisCluster
 
+from .calls import bounded, operation_deadline, typed_error, typed_errors
 from .codec import IdFactory, encode_record
 from .connection import DEADLINE, Client, build_cluster, build_standalone, endpoint_report, pool_report, server_report
 from .engines import ENGINES, make_engine
-from .errors import REDIS_ERRORS, PayloadTooLarge, QueueUnavailable, TaskQueueError, translate
+from .errors import REDIS_ERRORS, TaskQueueError
 from .keys import PartitionKeys, partition_keys, queue_pattern
+from .payload import PAYLOAD_TYPES, Payload, checked_payload
+from .replication import enqueue_replicated
 from .settings import QueueSettings, backend_from_env, parse_nodes
 from .task import Task, partition_of
 
 MAX_PARTITIONS_SEARCH = 256
-PAYLOAD_TYPES = (bytes, bytearray, memoryview)
-Payload = bytes | bytearray | memoryview
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _typed(exc: BaseException, partition: int | None = None) -> TaskQueueError:
-    """The one translation point: every redis-py error (``REDIS_ERRORS``) caught by the queue goes
-    through here and comes out as a TaskQueueError tagged with the partition it was for."""
-    err = translate(exc)
-    err.partition = partition
-    return err
-
-
-@contextmanager
-def _typed_errors(partition: int | None = None) -> Iterator[None]:
-    try:
-        yield
-    except REDIS_ERRORS as exc:
-        raise _typed(exc, partition) from exc
-
-
-def _name_the_deadline(exc: QueueUnavailable, timeout: float) -> None:
-    """A timeout of a bounded call says which limit it ran into."""
-    message = str(exc)
-    if exc.kind == "timeout" and "operation_timeout=" not in message:
-        exc.args = (f"{message} (operation_timeout={timeout:g}s)",)
-
-
-@contextmanager
-def _deadline(timeout: float | None) -> Iterator[None]:
-    """Start the operation deadline for the calls inside, unless one is already running (a public
-    method calling another keeps the outer call's deadline) or there is no ``operation_timeout``."""
-    if timeout is None or DEADLINE.get() is not None:
-        yield
-        return
-    token = DEADLINE.set((time.monotonic() + timeout, timeout))
-    try:
-        yield
-    except QueueUnavailable as exc:
-        _name_the_deadline(exc, timeout)
-        raise
-    finally:
-        DEADLINE.reset(token)
-
-
-def _bounded(method: Callable[Concatenate[TaskQueue, P], R]) -> Callable[Concatenate[TaskQueue, P], R]:
-    """A public method bounded by ``operation_timeout`` (see ``_deadline``), retries included.
-    Inlined rather than ``with _deadline(…)``: it wraps the hot path of every operation."""
-
-    @functools.wraps(method)
-    def bounded(self: TaskQueue, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        timeout = self.settings.operation_timeout
-        if timeout is None or DEADLINE.get() is not None:
-            return method(self, *args, **kwargs)
-        token = DEADLINE.set((time.monotonic() + timeout, timeout))
-        try:
-            return method(self, *args, **kwargs)
-        except QueueUnavailable as exc:
-            _name_the_deadline(exc, timeout)
-            raise
-        finally:
-            DEADLINE.reset(token)
-
-    return bounded
-
-
-def _payload_type_error(payload: object, where: str) -> TypeError:
-    name = type(payload).__name__
-    hint = f"{where}.encode()" if isinstance(payload, str) else f"json.dumps({where}).encode()"
-    return TypeError(f"{where} must be bytes, got {name}: encode it first, e.g. {hint}")
 
 
 class TaskQueue:
@@ -159,19 +89,19 @@ class TaskQueue:
             raise ValueError("give exactly one of redis_url or cluster_nodes (or use TaskQueue.from_env())")
         self.settings = settings
         self.is_cluster = cluster_nodes is not None
-        with _deadline(settings.operation_timeout):  # one deadline for all the constructor's I/O
+        with operation_deadline(settings.operation_timeout):  # one deadline for all the constructor's I/O
             self._connect(redis_url, cluster_nodes, engine)
 
     def _connect(self, redis_url: str | None, cluster_nodes: str | Iterable[Any] | None, engine: str) -> None:
         settings = self.settings
-        with _typed_errors():
+        with typed_errors():
             if cluster_nodes is not None:  # RedisCluster maps the cluster here: it talks to the nodes
                 self.client: Client = build_cluster(parse_nodes(cluster_nodes), settings)
             else:
                 assert redis_url is not None
                 self.client = build_standalone(redis_url, settings)
         try:
-            with _typed_errors():
+            with typed_errors():
                 self.partitions = settings.partitions or self._default_partitions()
                 self._keys = [partition_keys(settings.name, p) for p in range(self.partitions)]
                 self.lease_ms = int(settings.visibility_timeout * 1000)
@@ -208,18 +138,18 @@ class TaskQueue:
                 return count
         return MAX_PARTITIONS_SEARCH
 
-    @_bounded
+    @bounded
     def partition_masters(self) -> dict[int, str]:
         """Partition -> ``host:port`` of the master that owns it now (standalone: the server)."""
         if not isinstance(self.client, RedisCluster):
             return {p: endpoint_report(self.client)["url"] for p in range(self.partitions)}
-        with _typed_errors():
+        with typed_errors():
             return {p: self._master_of(k.ready) for p, k in enumerate(self._keys)}
 
-    @_bounded
+    @bounded
     def describe(self) -> dict[str, Any]:
         """Effective configuration, read back from the client and the server."""
-        with _typed_errors():
+        with typed_errors():
             info = self.client.info("server")
         if isinstance(self.client, RedisCluster):
             info = next(iter(info.values())) if info and isinstance(next(iter(info.values())), dict) else info
@@ -254,79 +184,22 @@ class TaskQueue:
         which makes consecutive enqueues round-robin over the partitions."""
         return partition_of(task_id, self.partitions)
 
-    def _checked(self, payload: Any, where: str = "payload") -> Payload:
-        """The payload if it is bytes-like and within ``max_payload_bytes``; else TypeError or
-        PayloadTooLarge. Nothing has been sent when either is raised."""
-        if isinstance(payload, bytes | bytearray):
-            size = len(payload)
-        elif isinstance(payload, memoryview):
-            size = payload.nbytes
-            if not payload.c_contiguous:  # a strided view cannot be concatenated: copy it
-                payload = payload.tobytes()
-        else:
-            raise _payload_type_error(payload, where)
-        limit = self.settings.max_payload_bytes
-        if size > limit:
-            raise PayloadTooLarge(
-                f"payload_too_large: {where} is {size:,} bytes, over max_payload_bytes={limit:,} "
-                f"({limit / 2**20:g} MiB); raise it with TaskQueue(..., max_payload_bytes=N) or "
-                "QueueSettings(max_payload_bytes=N) (Redis refuses values over its proto-max-bulk-len, 512 MB)"
-            )
-        return payload
-
-    @_bounded
+    @bounded
     def enqueue(self, payload: Payload, *, task_id: str | None = None) -> str:
         """Store one task; returns its id. Retrying with the same ``task_id`` never duplicates it
         while the first copy is queued or in flight."""
-        checked = self._checked(payload)
+        checked = checked_payload(payload, self.settings.max_payload_bytes)
         task_id = task_id or self._new_id()
         p = partition_of(task_id, self.partitions) if self.partitions > 1 else 0
         record = encode_record(time.time_ns(), checked)
         if self.settings.sync_replicas:
-            self._enqueue_replicated(p, task_id, record)
+            enqueue_replicated(self.client, self.engine, self.settings, p, task_id, record)
         else:
             keys = self.engine.enqueue_keys(p)
             self.call(self.engine.enqueue_script, *keys, task_id, record, numkeys=len(keys), partition=p)
         return task_id
 
-    def _enqueue_replicated(self, p: int, task_id: str, record: bytes) -> None:
-        """Enqueue + WAIT on the same connection of the partition's master, one round trip.
-        Fewer replicas than asked within the timeout: the task is stored on the master but may
-        not survive its failure, so the outcome is ambiguous (``kind == "not_replicated"``)."""
-        keys = self.engine.enqueue_keys(p)
-        script = self.engine.enqueue_script
-        wanted, timeout = self.settings.sync_replicas, self.settings.sync_timeout_ms
-        try:
-            node = (
-                self.client.get_node_from_key(keys[0]).redis_connection
-                if isinstance(self.client, RedisCluster)
-                else self.client
-            )
-            for attempt in range(2):
-                pipe = node.pipeline(transaction=False)
-                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, task_id, record)
-                pipe.execute_command("WAIT", wanted, timeout)
-                stored, acked = pipe.execute(raise_on_error=False)
-                if isinstance(stored, rex.NoScriptError) and attempt == 0:
-                    node.script_load(script.script)
-                    continue
-                break
-            for result in (stored, acked):
-                if isinstance(result, Exception):
-                    raise result
-        except REDIS_ERRORS as exc:
-            if isinstance(self.client, RedisCluster):  # the slot may have moved: refresh the map
-                with contextlib.suppress(*REDIS_ERRORS):  # unreachable cluster: keep the first error
-                    self.client.nodes_manager.initialize()
-            raise _typed(exc, p) from exc
-        if int(acked) < wanted:
-            err = QueueUnavailable(
-                f"not_replicated: {acked}/{wanted} replicas within {timeout} ms", kind="not_replicated"
-            )
-            err.partition = p
-            raise err
-
-    @_bounded
+    @bounded
     def call(self, script: Any, *keys_and_args: Any, numkeys: int, partition: int | None = None) -> Any:
         """EVALSHA in one round trip; on NOSCRIPT (new master after failover, flushed cache)
         load the script and retry once. Errors come out typed. Inlined rather than a context
@@ -338,22 +211,22 @@ class TaskQueue:
                 self.client.script_load(script.script)
                 return self.client.execute_command("EVALSHA", script.sha, numkeys, *keys_and_args)
         except REDIS_ERRORS as exc:
-            raise _typed(exc, partition) from exc
+            raise typed_error(exc, partition) from exc
 
-    @_bounded
+    @bounded
     def command(self, *args: Any, partition: int | None = None) -> Any:
         """One plain command, errors typed (and tagged with the partition)."""
         return self.guarded(lambda: self.client.execute_command(*args), partition=partition)
 
-    @_bounded
+    @bounded
     def guarded(self, fn: Any, partition: int | None = None) -> Any:
         """Run a client call with errors typed (and tagged with the partition)."""
         try:
             return fn()
         except REDIS_ERRORS as exc:
-            raise _typed(exc, partition) from exc
+            raise typed_error(exc, partition) from exc
 
-    @_bounded
+    @bounded
     def enqueue_many(self, payloads: Sequence[Payload], *, task_ids: Sequence[str] | None = None) -> list[str]:
         """Pipelined enqueue: one script call per partition, one round trip per node. Every
         payload is checked (type, ``max_payload_bytes``) before any is sent."""
@@ -362,7 +235,8 @@ class TaskQueue:
                 f"payloads must be a sequence of payloads, got one {type(payloads).__name__}: "
                 "use enqueue(payload) or enqueue_many([payload])"
             )
-        checked = [self._checked(p, f"payloads[{i}]") for i, p in enumerate(payloads)]
+        limit = self.settings.max_payload_bytes
+        checked = [checked_payload(p, limit, f"payloads[{i}]") for i, p in enumerate(payloads)]
         ids = list(task_ids) if task_ids is not None else [self._new_id() for _ in checked]
         now = time.time_ns()
         args: dict[int, list[Any]] = {}
@@ -372,13 +246,13 @@ class TaskQueue:
         results = self._pipelined_script(self.engine.enqueue_many_script, calls)
         for p, result in zip(args, results, strict=True):
             if isinstance(result, Exception):
-                raise _typed(result, p) from result
+                raise typed_error(result, p) from result
         return ids
 
     def _pipelined_script(self, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
         results: list[Any] = []
         for attempt in range(2):
-            with _typed_errors():
+            with typed_errors():
                 pipe = self.client.pipeline(transaction=False)
                 for keys, args in calls:
                     # execute_command: ClusterPipeline blocks the evalsha() helper, not the command.
@@ -386,7 +260,7 @@ class TaskQueue:
                 results = pipe.execute(raise_on_error=False)
             if attempt == 0 and any(isinstance(r, rex.NoScriptError) for r in results):
                 # A new master (after failover) or a flushed script cache: load, retry once.
-                with _typed_errors():
+                with typed_errors():
                     self.client.script_load(script.script)
                 continue
             break
@@ -394,13 +268,13 @@ class TaskQueue:
 
     # -- consumer ---------------------------------------------------------------------------
 
-    @_bounded
+    @bounded
     def dequeue(self, timeout: float = 0.0) -> Task | None:
         """Lease the next task, waiting up to ``timeout`` s; ``None`` when nothing arrived."""
         tasks = self.dequeue_many(1, timeout=timeout)
         return tasks[0] if tasks else None
 
-    @_bounded
+    @bounded
     def dequeue_many(self, count: int, timeout: float = 0.0) -> list[Task]:
         """Lease up to ``count`` tasks from one partition (partitions rotate between calls)."""
         if count < 1:
@@ -432,47 +306,47 @@ class TaskQueue:
                 return tasks
             start += 1
 
-    @_bounded
+    @bounded
     def ack(self, task: Task) -> bool:
         """Finish a task. ``False`` if its lease had already expired (it may be delivered twice)."""
         return self.engine.ack(task)
 
-    @_bounded
+    @bounded
     def nack(self, task: Task) -> bool:
         """Give a task back for immediate redelivery. ``False`` if the lease was already gone."""
         return self.engine.nack(task)
 
-    @_bounded
+    @bounded
     def requeue_expired(self, limit: int = 1000) -> int:
         """The visibility-timeout reaper: expired leases become deliverable again. Returns how many."""
         return sum(self.engine.requeue_expired(p, limit) for p in range(self.partitions))
 
     # -- inspection -------------------------------------------------------------------------
 
-    @_bounded
+    @bounded
     def depth(self) -> int:
         """Tasks waiting to be delivered (all partitions)."""
         return self._count(self.engine.depth_commands)
 
-    @_bounded
+    @bounded
     def inflight(self) -> int:
         """Tasks leased and not yet acked."""
         return self._count(self.engine.inflight_commands)
 
     def _count(self, add_commands: Any) -> int:
         total = 0
-        with _typed_errors():
+        with typed_errors():
             for p in range(self.partitions):
                 pipe = self.client.pipeline(transaction=False)
                 add_commands(pipe, p)
                 total += self.engine.count(pipe.execute(raise_on_error=False))
         return total
 
-    @_bounded
+    @bounded
     def purge(self) -> int:
         """Delete every key of this queue (all partitions). Returns the number of keys deleted."""
         deleted = 0
-        with _typed_errors():
+        with typed_errors():
             for k in self._keys:
                 deleted += int(self.client.delete(*k.all()))
             # Partitions from an earlier run with a different partition count.
@@ -480,9 +354,9 @@ class TaskQueue:
                 deleted += int(self.client.delete(key))
         return deleted
 
-    @_bounded
+    @bounded
     def close(self) -> None:
-        with _typed_errors():
+        with typed_errors():
             self.client.close()
 
     def __enter__(self) -> TaskQueue:
