@@ -1,0 +1,120 @@
+"""The latency charts: the HDR percentile spectrum of every cell, and open-loop latency against the
+offered rate. Registered in ``bench.plots.CHARTS``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
+
+from .cells import cell_label
+from .chartstyle import cells as _cells
+from .chartstyle import latency_axis
+from .chartstyle import title as _title
+from .runs import Run
+
+OPS = ("enqueue", "dequeue", "ack", "e2e")
+PERCENTILES = (50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99)
+
+
+def latency_spectrum(runs: list[Run]) -> Figure | None:
+    """HDR percentile curves per operation: x = 1/(1-p) on a log axis, y = µs (log)."""
+    items = [(r, c, r.histograms(c)) for r, c in _cells(runs)]
+    items = [(r, c, h) for r, c, h in items if h]
+    ops = [op for op in OPS if any(op in h for _, _, h in items)]
+    if not ops:
+        return None
+    cols = 2 if len(ops) > 1 else 1
+    rows = (len(ops) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 4.6 * rows), squeeze=False)
+    xs = [1 / (1 - p / 100) for p in PERCENTILES]
+    styles = ["-", "--", ":", "-."]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    handles: dict[str, Any] = {}  # one legend for the figure: a cell keeps its colour in every panel
+    for ax, op in zip(axes.flat, ops, strict=False):
+        values: list[float] = []
+        for run_index, run in enumerate(runs):
+            for index, (r, c, h) in enumerate(items):
+                count = h[op].get_total_count() if op in h else 0
+                if r is not run or not count:
+                    continue
+                # A percentile needs samples beyond it: the 99.99th of 7,000 samples is just the max.
+                shown = [i for i, p in enumerate(PERCENTILES) if count * (1 - p / 100) >= 1]
+                ys = [h[op].get_value_at_percentile(PERCENTILES[i]) for i in shown]
+                values += ys
+                label = cell_label(c, r, len(runs) > 1)
+                line = ax.plot(
+                    [xs[i] for i in shown], ys, styles[run_index % 4], marker="o", ms=3, color=colors[index % 10]
+                )[0]
+                ax.annotate(
+                    f"n={count:,}",
+                    (xs[shown[-1]], ys[-1]),
+                    textcoords="offset points",
+                    xytext=(4, 0),
+                    fontsize=6,
+                    color=colors[index % 10],
+                    va="center",
+                )
+                handles.setdefault(label, line)
+        ax.set_xscale("log")
+        latency_axis(ax, values, label="latency (log)")
+        ticks = sorted({0, *range(0, len(PERCENTILES), 2), len(PERCENTILES) - 1})
+        ax.set_xticks([xs[i] for i in ticks], [f"{PERCENTILES[i]:g}%" for i in ticks])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("percentile (curves end where fewer than one sample lies beyond; n = samples)")
+        ax.set_title(f"{op}" + (" (enqueue → dequeue, incl. queueing)" if op == "e2e" else ""))
+        ax.grid(True, which="major", alpha=0.3)
+    for ax in list(axes.flat)[len(ops) :]:
+        ax.set_visible(False)
+    legend_rows = (len(handles) + 3) // 4
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(4, len(handles)), fontsize=8)
+    _title(fig, "Latency percentile spectrum (HdrHistogram)", runs)
+    fig.tight_layout(rect=(0, 0.035 * legend_rows + 0.02, 1, 0.95))
+    return fig
+
+
+def latency_vs_load(runs: list[Run]) -> Figure | None:
+    """p50/p99 of (coordinated-omission corrected) enqueue vs offered open-loop rate. Cells that did not reach their
+    rate (open_loop.rate_reached false) are not drawn as the latency at that rate: only marked on the rate axis."""
+    items = _cells(runs, lambda c: (c["params"].get("rate") or 0) > 0)
+    if len({c["params"]["rate"] for _, c in items}) < 2:
+        return None
+    reached = [(r, c) for r, c in items if (c.get("open_loop") or {}).get("rate_reached") is not False]
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for run in runs:
+        group = sorted([c for r, c in reached if r is run], key=lambda c: c["params"]["rate"])
+        xs = [c["params"]["rate"] for c in group]
+        for key, style in (("p50_us", "-o"), ("p99_us", "--o")):
+            ax.plot(
+                xs,
+                [c["ops"].get("enqueue", {}).get(key) for c in group],
+                style,
+                label=f"{key[:-3]}" + (f" ({run.name})" if len(runs) > 1 else ""),
+            )
+    for _, c in items:
+        if not any(c is x for _, x in reached):
+            achieved = (c.get("open_loop") or {}).get("achieved_rate") or 0
+            ax.axvline(c["params"]["rate"], color="tab:red", ls=":", lw=1, gid="rate-not-reached")
+            ax.annotate(
+                f"{c['params']['rate']:,.0f}/s not reached\n(achieved {achieved:,.0f}/s)",
+                (c["params"]["rate"], 0.03),
+                xycoords=ax.get_xaxis_transform(),
+                xytext=(-3, 0),
+                textcoords="offset points",
+                ha="right",
+                fontsize=7,
+                color="tab:red",
+            )
+    ax.set_xlabel("offered rate (tasks/s)")
+    latency_axis(
+        ax,
+        [c["ops"].get("enqueue", {}).get(k) for _, c in reached for k in ("p50_us", "p99_us")],
+        label="enqueue latency from intended send time (log)",
+    )
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend()
+    _title(fig, "Latency vs offered load (open loop, coordinated-omission corrected)", runs)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    return fig
