@@ -1,5 +1,6 @@
 """``bench report``: report.md and a self-contained report.html from a run folder (results
-contract only): headline findings written from the numbers, tables, effective config, charts."""
+contract only): headline findings (``bench.findings``), tables, effective config, charts. Comparing
+two runs is ``bench.compare``."""
 
 from __future__ import annotations
 
@@ -8,195 +9,27 @@ import html
 from pathlib import Path
 from typing import Any
 
-from .cells import error_count, fault_windows, is_plain, lost, memory_limited, rate_shortfall, repeat_count
+from .cells import lost, rate_shortfall
+
+# The findings and ``bench compare`` live in their own modules; their entry points stay reachable as
+# ``report.findings`` / ``report.compare`` (the CLI, the notebook and the tests call them here).
+from .compare import compare as compare
+from .compare import environment_differences as environment_differences
+from .findings import enqueue_stats, findings
 from .partition_loss import report_section as loss_section
 from .report_soak import drift_findings, drift_section, fault_series_section
 from .report_tables import (
     capacity_findings,
     capacity_section,
-    counters_note,
     fault_section,
     lost_text,
     open_loop_section,
     rate_warning,
-    server_counters,
     server_section,
 )
 from .report_tables import n as _n
 from .report_tables import table as _table
 from .runs import Run, load_run
-from .stats import ratio
-
-
-def _noise(a: dict[str, Any], b: dict[str, Any], op_a: dict[str, Any], op_b: dict[str, Any], key: str) -> str:
-    """How sure a ratio of cell ``a`` over cell ``b`` is: with fewer than 3 repeats, unknown;
-    else the range from the repeats' extremes (min/max)."""
-    reps = min(repeat_count(a), repeat_count(b))
-    if reps < 3:
-        return f" ({reps} repeat{'s' if reps > 1 else ''}, noise unknown)"
-    lo_a, hi_a, lo_b, hi_b = (
-        op.get(f"{key}_{m}") for op, m in ((op_a, "min"), (op_a, "max"), (op_b, "min"), (op_b, "max"))
-    )
-    if lo_a is None or hi_a is None or not lo_b or not hi_b:
-        return ""
-    return f" (range {lo_a / hi_b:.2f}..{hi_a / lo_b:.2f}× over {reps} repeats)"
-
-
-def _enqueue(cell: dict[str, Any]) -> dict[str, Any]:
-    return cell["ops"].get("enqueue") or cell["ops"].get("enqueue_many") or {}
-
-
-def findings(run: Run) -> list[str]:
-    """Plain-language headlines, each backed by a number in the tables below."""
-    out: list[str] = [w for c in run.cells if (w := rate_warning(c))]
-    cells, cores = run.cells, run.summary.get("environment", {}).get("host_cores")
-    plain = [c for c in cells if is_plain(c)]
-    for sa in [c for c in plain if c["params"]["backend"] == "standalone"][:1]:
-        for cl in [
-            c for c in plain if c["params"]["backend"] == "cluster" and c["params"]["users"] == sa["params"]["users"]
-        ][:1]:
-            for op, name in (("enqueue", "enqueue throughput"), ("ack", "dequeue+ack throughput")):
-                o_cl, o_sa = cl["ops"].get(op, {}), sa["ops"].get(op, {})
-                r = ratio(o_cl.get("ops_per_s"), o_sa.get("ops_per_s"))
-                if r:
-                    out.append(
-                        f"cluster {name} at {sa['params']['users']} users (pool {cl['params']['pool_size']}, same "
-                        f"run, one {cores}-core host) is {r:.2f}× standalone" + _noise(cl, sa, o_cl, o_sa, "ops_per_s")
-                    )
-            e_cl, e_sa = _enqueue(cl), _enqueue(sa)
-            r = ratio(e_cl.get("p99_us"), e_sa.get("p99_us"))
-            if r:
-                out.append(
-                    f"cluster enqueue p99 is {r:.2f}× standalone{_noise(cl, sa, e_cl, e_sa, 'p99_us')}: "
-                    f"{_n(e_cl.get('p99_us'))} vs {_n(e_sa.get('p99_us'))} µs"
-                )
-    for c in cells:
-        exhausted = error_count(c, "pool_exhausted")
-        if exhausted:
-            out.append(
-                f"pool {c['params']['pool_size']} (non-blocking) at {c['params']['users']} users: "
-                f"{exhausted:,} operations failed with PoolExhausted"
-            )
-    blocking = [c for c in plain if c["params"]["pool_blocking"]]
-    for c in blocking:
-        peers = [
-            p
-            for p in plain
-            if not p["params"]["pool_blocking"]
-            and p["params"]["users"] == c["params"]["users"]
-            and not error_count(p, "pool_exhausted")
-        ]
-        if peers:
-            big = max(peers, key=lambda p: p["params"]["pool_size"])
-            r = ratio(_enqueue(c).get("p99_us"), _enqueue(big).get("p99_us"))
-            if r:
-                out.append(
-                    f"a blocking pool of {c['params']['pool_size']} never fails but its enqueue p99 is "
-                    f"{r:.1f}× that of pool {big['params']['pool_size']}"
-                    f"{_noise(c, big, _enqueue(c), _enqueue(big), 'p99_us')}, from waiting for a connection"
-                )
-    out += pool_sweeps(plain)
-    for c in cells:
-        if not memory_limited(c):
-            continue
-        a, policy, mem = c["audit"], c["params"]["maxmemory_policy"], c["params"]["maxmemory"]
-        count, upper = lost(a)
-        if count and upper:
-            text = (
-                f"{policy} lost ≤ {count:,} of {a.get('enqueued_ok', 0):,} acknowledged tasks (upper bound: drain "
-                f"timed out with {a.get('still_queued', 0):,} still queued; maxmemory {mem})"
-            )
-        elif count:
-            text = (
-                f"{policy} lost {count:,} of {a.get('enqueued_ok', 0):,} acknowledged tasks "
-                f"(maxmemory {mem}): never use it for a queue"
-            )
-        else:
-            text = (
-                f"{policy} lost 0 tasks and rejected {a.get('rejected', 0):,} enqueues with OOM "
-                f"(maxmemory {mem}): producers see QueueFull instead of silent loss"
-            )
-        out.append(text + _server_text(c))
-    for c in cells:
-        if c.get("fault"):
-            out.append(_fault_headline(c["fault"], c["audit"]))
-    for c in cells:
-        if c.get("unstable"):
-            out.append(f"cell [{c['id']}] is unstable: repeats spread more than 10 % in {', '.join(c['unstable'])}")
-    return out
-
-
-def pool_sweeps(plain: list[dict[str, Any]]) -> list[str]:
-    """One headline per pool-size sweep (cells that differ only in pool size: same backend, users and pool
-    kind, at least 3 sizes): where throughput levels off, and what the smallest pool costs."""
-    groups: dict[tuple[Any, ...], dict[int, dict[str, Any]]] = {}
-    for c in plain:
-        p = c["params"]
-        groups.setdefault((p["backend"], p["users"], p["pool_blocking"]), {})[p["pool_size"]] = c
-    out = []
-    for (backend, users, blocking), by_size in groups.items():
-        if len(by_size) < 3:
-            continue
-        sizes = sorted(by_size)
-        rates = {s: _enqueue(by_size[s]).get("ops_per_s") or 0 for s in sizes}
-        best = max(sizes, key=lambda s: rates[s])
-        if not rates[best]:
-            continue
-        enough = next(s for s in sizes if rates[s] >= 0.9 * rates[best])
-        small = sizes[0]
-        p99_small, p99_best = _enqueue(by_size[small]).get("p99_us"), _enqueue(by_size[best]).get("p99_us")
-        kind = "blocking" if blocking else "non-blocking"
-        text = (
-            f"pool sweep ({backend}, {users} users, {kind} pool): enqueue throughput peaks at {_n(rates[best])}/s "
-            f"at pool {best}; the smallest pool within 10 % of that is {enough}; pool {small} gives "
-            f"{rates[small] / rates[best]:.2f}× the peak"
-        )
-        if p99_small and p99_best:
-            text += f", with enqueue p99 {_n(p99_small)} µs vs {_n(p99_best)} µs"
-        exhausted = sum(error_count(by_size[s], "pool_exhausted") for s in sizes)
-        out.append(text + (f"; {exhausted:,} PoolExhausted errors in the sweep" if exhausted else ""))
-    return out
-
-
-def _server_text(cell: dict[str, Any]) -> str:
-    s = server_counters(cell)
-    if s is None:
-        return ""
-    names = {
-        "evicted_keys": "keys evicted",
-        "expired_keys": "keys expired",
-        "rejected_connections": "connections rejected",
-    }
-    said = [f"{s[k]:,} {name}" for k, name in names.items() if s.get(k) is not None]
-    if not said:
-        return ""
-    note = counters_note(s)
-    return "; server: " + ", ".join(said) + (f" ({note})" if note else "")
-
-
-def _fault_headline(f: dict[str, Any], a: dict[str, Any]) -> str:
-    unavailable, window = fault_windows(f)
-    if unavailable is None:  # a run from before issue #9: only the error window was measured
-        text = f"{f['kind']} of a master: errors for {window or 0:.1f} s (older run: time without success not measured)"
-    else:
-        text = (
-            f"{f['kind']} of a master: {unavailable:.1f} s unavailable to clients (no successful operation on its "
-            f"partition; errors for {window or 0:.1f} s)"
-        )
-    if f.get("healthy_unavailable_s"):
-        text += f"; healthy masters also unavailable for {f['healthy_unavailable_s']:.1f} s"
-    lag_s = f.get("client_recovery_lag_s")
-    if lag_s is not None:  # the watcher polls another node every 50 ms: small negatives are gossip delay
-        text += (
-            f"; clients back {lag_s:.2f} s after the promotion"
-            if lag_s >= 0.05
-            else "; clients back as soon as the promotion was seen"
-        )
-    count, upper = lost(a)
-    lost_part = f"≤ {count or 0:,} tasks lost (upper bound: drain timed out)" if upper else f"{count or 0:,} tasks lost"
-    return f"{text}; {lost_part}, {a.get('duplicates', 0):,} duplicated, {a.get('ambiguous', 0):,} ambiguous" + (
-        "" if f.get("restore_ok") else " — RESTORE FAILED"
-    )
 
 
 def markdown(run: Run) -> str:
@@ -219,7 +52,7 @@ def markdown(run: Run) -> str:
     parts += ["## Findings", ""] + [f"- {f}" for f in said] + [""]
     rows = []
     for c in run.cells:
-        enq, deq, ack = _enqueue(c), c["ops"].get("dequeue", {}), c["ops"].get("ack", {})
+        enq, deq, ack = enqueue_stats(c), c["ops"].get("dequeue", {}), c["ops"].get("ack", {})
         errors = sum(sum(k.values()) for k in c["errors"].values())
         notes = ", ".join(
             filter(
@@ -414,63 +247,3 @@ def to_html(md: str, base: Path, title: str = "TaskQueue benchmark report") -> s
         f'<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
         f"<style>{STYLE}</style>\n</head>\n<body>\n{body}</body>\n</html>\n"
     )
-
-
-ENV_KEYS = ("hostname", "host_cores", "python", "redis_py", "locust")
-
-
-def _server_versions(run: Run) -> str | None:
-    versions = set()
-    for c in run.cells:
-        eff = c.get("effective") or {}
-        nodes = (eff.get("servers") or {}).get("nodes") or {}
-        versions |= {str(v["server_version"]) for v in nodes.values() if v.get("server_version")}
-        if (eff.get("queue") or {}).get("server_version"):
-            versions.add(str(eff["queue"]["server_version"]))
-    return ", ".join(sorted(versions)) or None
-
-
-def environment_differences(a: Run, b: Run) -> list[str]:
-    """One line per environment field that differs between two runs (absent on one side counts)."""
-    env_a, env_b = a.summary.get("environment") or {}, b.summary.get("environment") or {}
-    pairs = [(k, env_a.get(k), env_b.get(k)) for k in ENV_KEYS]
-    pairs.append(("server version", _server_versions(a), _server_versions(b)))
-    return [
-        f"{key}: A={'not recorded' if va is None else va}, B={'not recorded' if vb is None else vb}"
-        for key, va, vb in pairs
-        if va != vb
-    ]
-
-
-def compare(a_dir: Path | Run, b_dir: Path | Run, strict: bool = False) -> list[dict[str, Any]]:
-    """B/A per cell and operation (ops/s, p99) from repeat medians, with noise-aware verdicts: with
-    fewer than 3 repeats a move beyond 5 % is ``changed`` unless ``strict`` (``--fail-on-regression``)."""
-    from .stats import classify_change
-
-    a = a_dir if isinstance(a_dir, Run) else load_run(a_dir)
-    b = b_dir if isinstance(b_dir, Run) else load_run(b_dir)
-    b_cells = {c["id"]: c for c in b.cells}
-    rows = []
-    for ca in a.cells:
-        cb = b_cells.get(ca["id"])
-        if cb is None:
-            continue
-        reps = min(repeat_count(ca), repeat_count(cb))
-        for op in sorted(set(ca["ops"]) & set(cb["ops"])):
-            if op in ("e2e", "send_lag"):
-                continue
-            oa, ob = ca["ops"][op], cb["ops"][op]
-            for key, higher in (("ops_per_s", True), ("p99_us", False)):
-                rows.append(
-                    {
-                        "cell": ca["id"],
-                        "operation": op,
-                        "metric": key,
-                        "a": oa.get(key),
-                        "b": ob.get(key),
-                        "ratio": ratio(ob.get(key), oa.get(key)),
-                        "repeats": reps,
-                        "verdict": classify_change(oa, ob, key, higher, repeats=reps, strict=strict),
-                    }
-                )
-    return rows
