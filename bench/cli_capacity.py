@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .cli_common import add_server_options, charts_and_report, console
+from .cli_common import (
+    add_external_options,
+    add_server_options,
+    charts_and_report,
+    console,
+    external_from,
+    sigterm_as_interrupt,
+)
 from .errors import UsageError
 from .servers import find_server_bin
 
@@ -43,9 +49,7 @@ def _add_capacity_parser(sub: Any) -> None:
     cap.add_argument("--no-confirm", action="store_true", help="do not re-run the capacity step to confirm it")
     cap.add_argument("--out", type=Path, help="results folder (default results/<timestamp>-capacity-<name>)")
     cap.add_argument("--no-charts", action="store_true", help="skip the chart and report at the end")
-    cap.add_argument("--redis-url", help="your own standalone server (needs --allow-flush)")
-    cap.add_argument("--cluster-nodes", help="your own cluster (needs --allow-flush)")
-    cap.add_argument("--allow-flush", action="store_true", help="allow FLUSHALL and CONFIG SET before every step")
+    add_external_options(cap, flush_when="before every step")
     cap.add_argument(
         "--expect-workers",
         type=int,
@@ -60,21 +64,8 @@ def _add_capacity_parser(sub: Any) -> None:
 def cmd_capacity(args: argparse.Namespace) -> int:
     """`bench capacity`: exit 0 when every configuration was searched, 130 after Ctrl-C and 143 after SIGTERM
     (results so far kept, Locust and the servers stopped)."""
-    from .runner import Terminated
-
-    raised = False
-
-    def on_sigterm(signum: int, frame: object) -> None:
-        nonlocal raised
-        if not raised:  # once: a repeated SIGTERM during the clean-up is ignored
-            raised = True
-            raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
+    with sigterm_as_interrupt():
         return _capacity(args)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _capacity(args: argparse.Namespace) -> int:
@@ -83,7 +74,6 @@ def _capacity(args: argparse.Namespace) -> int:
     from . import scenario
     from .capacity import Criteria, parse_slo
     from .capacity_run import CapacityRun, SearchOptions, Workers, capacity_table, scenario_settings
-    from .runner import External
 
     flags = {
         "backend": args.backend,
@@ -121,11 +111,7 @@ def _capacity(args: argparse.Namespace) -> int:
         max_steps=int(_pick(args.max_steps, settings, "max_steps", 30)),
         confirm=not args.no_confirm,
     )
-    external = None
-    if args.redis_url or args.cluster_nodes:
-        if args.redis_url and args.cluster_nodes:
-            raise UsageError("give --redis-url or --cluster-nodes, not both")
-        external = External(args.redis_url or "", args.cluster_nodes or "", args.allow_flush)
+    external = external_from(args.redis_url, args.cluster_nodes, args.allow_flush)
     if args.server_bin or external is None:
         find_server_bin(args.server_bin)
     if args.expect_workers is not None and args.expect_workers < 1:

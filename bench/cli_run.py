@@ -4,7 +4,6 @@ running scenarios (and the measurements next to them) on embedded or external se
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import tempfile
 from collections.abc import Callable
@@ -16,7 +15,14 @@ from rich.table import Table
 
 from . import backends
 from .backends import BackendSpec
-from .cli_common import add_server_options, charts_and_report, console
+from .cli_common import (
+    add_external_options,
+    add_server_options,
+    charts_and_report,
+    console,
+    external_from,
+    sigterm_as_interrupt,
+)
 from .errors import UsageError
 from .servers import find_server_bin, free_port
 from .tables import demo_table, run_table
@@ -40,14 +46,7 @@ def _add_run(sub: Any) -> None:
     run.add_argument("--users", type=int, help="Locust users per cell")
     run.add_argument("--processes", type=int, help="Locust --processes per cell")
     run.add_argument("--out", type=Path, help="results folder (default results/<timestamp>-<scenario>)")
-    run.add_argument("--redis-url", help="run on your own standalone server instead of an embedded one")
-    run.add_argument("--cluster-nodes", help="run on your own cluster instead of an embedded one")
-    run.add_argument("--allow-flush", action="store_true", help="allow FLUSHALL and CONFIG SET on your own server")
-    run.add_argument(
-        "--allow-failover",
-        action="store_true",
-        help="allow CLUSTER FAILOVER (failover, failover-force cells) on your own cluster",
-    )
+    add_external_options(run, flush_when="before every cell", failover=True)
     run.add_argument(
         "--docker",
         action="store_true",
@@ -116,21 +115,10 @@ def run_scenario(
     from datetime import datetime
 
     from . import docker as compose
-    from . import netns, preflight, scenario
-    from .runner import External, Runner, Terminated
+    from . import netns, scenario
+    from .runner import External, Runner
 
-    raised = False
-
-    def on_sigterm(signum: int, frame: object) -> None:
-        """Raise Terminated (a KeyboardInterrupt) once, so SIGTERM is handled like Ctrl-C; a repeated
-        SIGTERM during that clean-up is ignored (SIGKILL still works: the kernel kills every child)."""
-        nonlocal raised
-        if not raised:
-            raised = True
-            raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
+    with sigterm_as_interrupt():
         loaded = scenario.load(name, overrides)
         partitioned = netns.wanted(loaded.cells)
         if partitioned and not netns.inside():  # network faults: the whole run goes on in a private namespace
@@ -146,18 +134,8 @@ def run_scenario(
             compose.wait_cluster_ok()
             nodes = ",".join(compose.COMPOSE_NODES)
             external = External(cluster_nodes=nodes, allow_flush=True, docker=True, containers=compose.describe())
-        elif redis_url or cluster_nodes:
-            if redis_url and cluster_nodes:
-                raise UsageError("give --redis-url or --cluster-nodes, not both")
-            if cluster_nodes:
-                from taskqueue.settings import parse_nodes
-
-                try:
-                    parse_nodes(cluster_nodes)
-                except ValueError as exc:
-                    raise UsageError(str(exc)) from None
-            external = External(redis_url or "", cluster_nodes or "", allow_flush, allow_failover)
-            preflight.check_external(redis_url=redis_url, cluster_nodes=cluster_nodes)  # read-only
+        else:
+            external = external_from(redis_url, cluster_nodes, allow_flush, allow_failover)
         if server_bin or not external:
             find_server_bin(server_bin)
         out = out or Path("results") / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{loaded.name}"
@@ -177,8 +155,6 @@ def run_scenario(
         if runner.interrupted is not None:  # 130 for Ctrl-C, 143 for SIGTERM (128 + signal)
             return int(getattr(runner.interrupted, "exit_code", 130))
         return 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
