@@ -7,12 +7,11 @@ import sys
 from collections.abc import Sequence
 
 from . import cli_capacity, cli_results, cli_run, cli_servers
-from .cli_common import console
 from .cli_run import run_scenario
 from .errors import UsageError
 
-# ``bench.cli.run_scenario`` and ``bench.cli.console`` are used by tests and scripts.
-__all__ = ["COMMANDS", "build_parser", "console", "main", "run_scenario"]
+# run_scenario lives in cli_run; tests and scripts import it from here, as before the split.
+__all__ = ["COMMANDS", "build_parser", "main", "run_scenario"]
 
 # `bench --help` lists the commands in this order.
 ORDER = (
