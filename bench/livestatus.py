@@ -20,7 +20,7 @@ NOT_OPERATIONS = frozenset({"e2e", "send_lag"})
 
 
 def write_status(results_dir: Path, environment: Any, started_at: float, warmup_s: float = 0.0) -> None:
-    """Called every second by ``bench.load``'s finalizer greenlet; never raises (progress only)."""
+    """Called every second by ``bench.load_results``' finalizer greenlet; never raises (progress only)."""
     try:
         runner = environment.runner
         entries = runner.stats.entries if runner is not None else {}

@@ -132,7 +132,7 @@ def _adapter_form(spec: str) -> bool:
 
 @dataclass(frozen=True, kw_only=True)
 class LoadOptions:
-    """Every load option, in web UI order. To add one: a field here, then its use (bench.load,
+    """Every load option, in web UI order. To add one: a field here, then its use (bench.load_ops,
     bench.adapters …); parser, validation, argv, scenario key and `bench options` follow."""
 
     backend: str = _opt(

@@ -71,7 +71,7 @@ CACHE = _Cache()
 
 
 def _state() -> Any:
-    from .load import STATE  # load imports this module lazily, in its init listener
+    from .load_state import STATE  # lazily, so importing webui alone does not import the load modules
 
     return STATE
 
@@ -124,7 +124,7 @@ def _queue_counts() -> dict[str, Any]:
     try:
         if queue is None:
             if CACHE.probe is None:
-                from .load import make_queue
+                from .load_ops import make_queue
 
                 CACHE.probe = make_queue(state.opts, state.target or state.opts.target())
             queue = CACHE.probe
