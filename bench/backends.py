@@ -95,6 +95,10 @@ class StandaloneBackend:
         with self.server.client() as r:
             r.flushall()
 
+    def prepare(self, config: dict[str, str]) -> None:
+        """Flushed, ``config`` set, counters reset: ready for a cell (see :func:`prepare_servers`)."""
+        prepare_servers(self, config)
+
     def stop(self) -> None:
         self.server.stop()
 
@@ -207,6 +211,11 @@ class ClusterBackend:
                 with self.server_at(node.address).client(5.0) as r:
                     r.flushall()
 
+    def prepare(self, config: dict[str, str]) -> None:
+        """Healthy, flushed, ``config`` set, counters reset: ready for a cell (see :func:`prepare_servers`)."""
+        self.wait_healthy(60)
+        prepare_servers(self, config)
+
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
@@ -238,6 +247,18 @@ def _cluster_info(r: redis.Redis) -> dict[str, str]:
 
 
 Backend = StandaloneBackend | ClusterBackend
+
+
+def prepare_servers(backend: Backend, config: dict[str, str]) -> None:
+    """Flush, then ``config`` (maxmemory 0 first: the flush needs room), then CONFIG RESETSTAT on every
+    live node, so the cell's server counters are its own."""
+    backend.configure({"maxmemory": "0"})
+    backend.flush()
+    backend.configure(config)
+    for server in backend.servers:
+        if server.is_alive():
+            with server.client() as r:
+                r.config_resetstat()
 
 
 @dataclass
