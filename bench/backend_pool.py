@@ -18,7 +18,8 @@ from typing import Any
 from rich.console import Console
 
 from . import adapters, netns
-from .backends import Backend, BackendSpec, ClusterBackend, start_backend
+from .backend_kinds import Backend, ClusterBackend
+from .backends import BackendSpec, start_backend
 from .errors import UsageError
 from .external import External
 from .scenario import Cell

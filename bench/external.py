@@ -11,7 +11,7 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
-from .backends import raw_text
+from .backend_kinds import raw_text
 from .servers import ServerNode
 from .target import Target
 from .topology import parse_cluster_nodes

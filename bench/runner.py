@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import faults, periodic
+from .backend_kinds import ClusterBackend
 from .backend_pool import BackendPool, refuse_unsupported
-from .backends import ClusterBackend
 from .collect import collect, combine_cell, load_only
 from .drain import probe_queue
 from .external import External
