@@ -38,7 +38,7 @@ class External:
 
     @property
     def servers(self) -> list[ServerNode]:
-        """None: this suite reaches no node one by one as a process it knows (so no INFO sampler runs)."""
+        """Empty: this suite reaches no node of it one by one (so no INFO sampler runs, no per-node reset)."""
         return []
 
     def connect(self) -> Any:

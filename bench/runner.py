@@ -145,7 +145,7 @@ class Runner:
         rep_dir.mkdir(parents=True, exist_ok=True)
         queue_name = f"cell{index}"
         target = backend.target
-        sampler = InfoSampler(backend.servers) if backend.servers else None  # none for an external backend
+        sampler = InfoSampler(backend.servers) if backend.servers else None  # an external backend lists none
         if sampler:
             sampler.start()
         injector: faults.FaultInjector | periodic.RepeatedFault | None = None
