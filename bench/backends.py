@@ -1,7 +1,9 @@
-"""Embedded backends: a standalone server or an N-master cluster of ``redis-server`` processes.
+"""Starting embedded backends: a standalone server or an N-master cluster of ``redis-server`` processes
+(what to start, :class:`BackendSpec`; starting it, :func:`start_backend`).
 
 Also the state folder that lets ``bench up`` / ``bench status`` / ``bench down`` work across
 commands, and the read-back of the effective server configuration recorded with every result.
+The kinds themselves (StandaloneBackend, ClusterBackend) are in bench.backend_kinds.
 """
 
 from __future__ import annotations
@@ -10,9 +12,7 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,21 +21,19 @@ import redis
 
 from taskqueue.connection import server_report
 
+from .backend_kinds import Backend, ClusterBackend, StandaloneBackend, raw_text
 from .errors import UsageError
 from .servers import (
     LOOPBACK,
     RedisServer,
-    ServerNode,
-    _die_with_parent,
     check_port_free,
     find_cli_bin,
     find_server_bin,
     pid_is_redis,
 )
 from .target import Target
-from .topology import ClusterNodeInfo, parse_cluster_nodes
+from .topology import parse_cluster_nodes
 
-HASH_SLOTS = 16384
 DEFAULT_NODE_TIMEOUT_MS = 5000
 
 
@@ -67,177 +65,6 @@ def read_effective(client: redis.Redis) -> dict[str, Any]:
         "used_memory": info.get("used_memory"),
         "evicted_keys": info.get("evicted_keys"),
     }
-
-
-@dataclass
-class StandaloneBackend:
-    server: RedisServer
-    kind: str = "standalone"
-
-    @property
-    def url(self) -> str:
-        return f"redis://{LOOPBACK}:{self.server.port}/0"
-
-    @property
-    def servers(self) -> list[RedisServer]:
-        return [self.server]
-
-    @property
-    def target(self) -> Target:
-        return Target(redis_url=self.url)
-
-    def configure(self, config: dict[str, str]) -> None:
-        with self.server.client() as r:
-            for key, value in config.items():
-                r.config_set(key, value)
-
-    def flush(self) -> None:
-        with self.server.client() as r:
-            r.flushall()
-
-    def stop(self) -> None:
-        self.server.stop()
-
-
-@dataclass
-class ClusterBackend:
-    servers: Sequence[ServerNode]  # embedded RedisServers, or RemoteNodes (bench.remote)
-    masters: int
-    replicas: int
-    node_timeout_ms: int
-    kind: str = "cluster"
-    cli_bin: str = ""
-
-    @property
-    def nodes(self) -> list[str]:
-        return [s.address for s in self.servers]
-
-    @property
-    def target(self) -> Target:
-        return Target(cluster_nodes=",".join(self.nodes))
-
-    def server_at(self, address: str) -> ServerNode:
-        for server in self.servers:
-            if server.address == address:
-                return server
-        raise KeyError(address)
-
-    def create(self, timeout: float = 60.0) -> None:
-        cmd = [
-            self.cli_bin,
-            "--cluster",
-            "create",
-            *self.nodes,
-            "--cluster-replicas",
-            str(self.replicas),
-            "--cluster-yes",
-        ]
-        # redis-cli dies with us too: an orphan would keep talking to the nodes until its timeout.
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, preexec_fn=_die_with_parent)
-        if done.returncode != 0 or "[OK] All 16384 slots covered" not in done.stdout:
-            raise UsageError(f"cluster create failed: {(done.stdout + done.stderr).strip().splitlines()[-3:]}")
-        self.wait_healthy(timeout)
-
-    def topology(self, via: Iterable[ServerNode] | None = None) -> list[ClusterNodeInfo]:
-        """CLUSTER NODES from the first live node that answers."""
-        last: Exception | None = None
-        for server in via or self.servers:
-            if not server.is_alive():
-                continue
-            try:
-                with server.client(1.0) as r:
-                    return parse_cluster_nodes(raw_text(r, "CLUSTER NODES"))
-            except redis.RedisError as exc:
-                last = exc
-        raise RuntimeError(f"no cluster node answered CLUSTER NODES: {last}")
-
-    def health_problems(self) -> list[str]:
-        """Empty when every node is up, agrees cluster_state:ok, 16384 slots, the expected masters
-        each with their replicas, and every replica's link to its master is up."""
-        problems = []
-        for server in self.servers:
-            if not server.is_alive():
-                problems.append(f"{server.address} is not running")
-                continue
-            try:
-                with server.client(1.0) as r:
-                    info = _cluster_info(r)
-                    if info.get("cluster_state") != "ok":
-                        problems.append(f"{server.address} cluster_state={info.get('cluster_state')}")
-                    if int(info.get("cluster_slots_ok", 0)) != HASH_SLOTS:
-                        problems.append(f"{server.address} slots_ok={info.get('cluster_slots_ok')}")
-                    if int(info.get("cluster_known_nodes", 0)) != len(self.servers):
-                        problems.append(f"{server.address} knows {info.get('cluster_known_nodes')} nodes")
-                    repl = r.info("replication")
-                    if repl.get("role") == "slave" and repl.get("master_link_status") != "up":
-                        problems.append(f"{server.address} replica link {repl.get('master_link_status')}")
-            except redis.RedisError as exc:
-                problems.append(f"{server.address}: {exc}")
-        if not problems:
-            nodes = self.topology()
-            masters = [n for n in nodes if n.is_master and n.slots]
-            if len(masters) != self.masters:
-                problems.append(f"{len(masters)} masters with slots, expected {self.masters}")
-            for m in masters:
-                count = sum(1 for n in nodes if n.master_id == m.id and not n.failed)
-                if count != self.replicas:
-                    problems.append(f"master {m.address} has {count} replicas, expected {self.replicas}")
-        return problems
-
-    def wait_healthy(self, timeout: float = 60.0) -> None:
-        problems = poll_health(self.health_problems, timeout)
-        if problems:
-            raise UsageError(f"cluster not healthy after {timeout:.0f}s: {'; '.join(problems[:4])}")
-
-    def master_of_slot(self, slot: int) -> ClusterNodeInfo:
-        for node in self.topology():
-            if node.is_master and not node.failed and node.owns(slot):
-                return node
-        raise RuntimeError(f"no live master owns slot {slot}")
-
-    def configure(self, config: dict[str, str]) -> None:
-        for server in self.servers:
-            with server.client() as r:
-                for key, value in config.items():
-                    r.config_set(key, value)
-
-    def flush(self) -> None:
-        for node in self.topology():
-            if node.is_master and not node.failed:
-                with self.server_at(node.address).client(5.0) as r:
-                    r.flushall()
-
-    def stop(self) -> None:
-        for server in self.servers:
-            server.stop()
-
-
-def poll_health(problems: Callable[[], list[str]], timeout: float, interval: float = 0.2) -> list[str]:
-    """The one way to wait for a cluster's health: call ``problems`` (e.g. ``ClusterBackend.health_problems``)
-    until it finds none, then []; after ``timeout`` s, the last problems it found."""
-    deadline = time.monotonic() + timeout
-    found = ["not checked"]
-    while time.monotonic() < deadline:
-        found = problems()
-        if not found:
-            return []
-        time.sleep(interval)
-    return found
-
-
-def raw_text(r: redis.Redis, command: str) -> str:
-    """A command's reply as the server sent it (redis-py would parse CLUSTER NODES/INFO)."""
-    r.set_response_callback(command, lambda response, **_: response)
-    raw = r.execute_command(command)
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
-
-
-def _cluster_info(r: redis.Redis) -> dict[str, str]:
-    text = raw_text(r, "CLUSTER INFO")
-    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-
-
-Backend = StandaloneBackend | ClusterBackend
 
 
 @dataclass

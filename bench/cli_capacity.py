@@ -73,7 +73,9 @@ def _capacity(args: argparse.Namespace) -> int:
 
     from . import scenario
     from .capacity import Criteria, parse_slo
-    from .capacity_run import CapacityRun, SearchOptions, Workers, capacity_table, scenario_settings
+    from .capacity_options import SearchOptions, Workers, scenario_settings
+    from .capacity_run import CapacityRun
+    from .capacity_text import capacity_table
 
     flags = {
         "backend": args.backend,

@@ -16,7 +16,7 @@ from rich.console import Console
 from .errors import UsageError
 
 if TYPE_CHECKING:  # the runner imports Locust's machinery: only when a command runs
-    from .runner import External
+    from .external import External
 
 # Wide when piped (logs, CI), so tables are not cut at 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -54,7 +54,7 @@ def external_from(
     """Your own server(s) from --redis-url/--cluster-nodes, checked before anything starts (a bad node list,
     an unreachable server: UsageError, one line); None for embedded servers."""
     from . import preflight
-    from .runner import External
+    from .external import External
 
     if not (redis_url or cluster_nodes):
         return None

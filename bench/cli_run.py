@@ -116,7 +116,8 @@ def run_scenario(
 
     from . import docker as compose
     from . import netns, scenario
-    from .runner import External, Runner
+    from .external import External
+    from .runner import Runner
 
     with sigterm_as_interrupt():
         loaded = scenario.load(name, overrides)

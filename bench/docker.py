@@ -105,7 +105,7 @@ def cluster_shape(address: str = "127.0.0.1:7000") -> tuple[int, int]:
     """(masters owning slots, connected replicas of them) as one node sees the cluster."""
     import redis
 
-    from .backends import raw_text
+    from .backend_kinds import raw_text
     from .topology import parse_cluster_nodes
 
     host, port = address.rsplit(":", 1)
@@ -121,7 +121,7 @@ def wait_cluster_ok(address: str = "127.0.0.1:7000", timeout: float = 120.0) -> 
     master has its replica (right after ``--cluster create`` the replicas are still attaching)."""
     import redis
 
-    from .backends import poll_health
+    from .backend_kinds import poll_health
 
     host, port = address.rsplit(":", 1)
 

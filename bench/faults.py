@@ -28,7 +28,7 @@ from redis.crc import key_slot
 from taskqueue.keys import partition_keys
 
 from . import outage, serverlog
-from .backends import ClusterBackend, poll_health
+from .backend_kinds import ClusterBackend, poll_health
 from .netns import CLIENT_ADDRESS, NETWORK_FAULTS, Firewall
 from .servers import LOOPBACK, ServerNode
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from .backends import BackendSpec, start_backend
 from .errors import UsageError
-from .runner import headless_locust
+from .locust_cmd import headless_locust
 from .servers import _die_with_parent, free_port
 
 

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from . import faults
-from .backends import ClusterBackend
+from .backend_kinds import ClusterBackend
 
 RESTORED_SLACK_S = 1.0
 

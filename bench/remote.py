@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import redis
 
-from .backends import ClusterBackend, raw_text
+from .backend_kinds import ClusterBackend, raw_text
 from .errors import UsageError
 from .servers import ServerNode
 from .topology import parse_cluster_nodes

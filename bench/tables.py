@@ -5,18 +5,18 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
-from . import backends
+from .backend_kinds import Backend, ClusterBackend, cluster_info
 from .cells import fault_windows, lost, rate_shortfall
 from .errors import UsageError
 from .report_tables import lost_text
 
 
-def status_table(backend: backends.Backend) -> Table:
+def status_table(backend: Backend) -> Table:
     table = Table(title=f"{backend.kind}")
     for col in ("node", "pid", "role", "slots", "used memory", "maxmemory", "policy", "state"):
         table.add_column(col)
     topology = {}
-    if isinstance(backend, backends.ClusterBackend):
+    if isinstance(backend, ClusterBackend):
         try:
             topology = {n.address: n for n in backend.topology()}
         except RuntimeError:
@@ -28,8 +28,8 @@ def status_table(backend: backends.Backend) -> Table:
         with server.client() as r:
             info = r.info()
             state = "ok"
-            if isinstance(backend, backends.ClusterBackend):
-                state = backends._cluster_info(r).get("cluster_state", "?")
+            if isinstance(backend, ClusterBackend):
+                state = cluster_info(r).get("cluster_state", "?")
         node = topology.get(server.address)
         table.add_row(
             server.address,

@@ -236,7 +236,7 @@ def test_round_rate() -> None:
 
 
 def test_window_metrics_slope_and_cpu() -> None:
-    from bench.capacity_run import slope, window_metrics
+    from bench.step_sampler import slope, window_metrics
 
     assert slope([(0, 0), (1, 10), (2, 20)]) == pytest.approx(10.0)
     assert slope([(0, 5)]) is None
@@ -315,7 +315,8 @@ def test_end_to_end_search_on_embedded_standalone(tmp_path: Path) -> None:
     """Coarse and short (30 %, 3 s steps: 1 s warm-up + 2 s measured): the reported capacity passes its own
     criteria, re-judged from the numbers written to summary.json, and the next step up fails them."""
     from bench import scenario
-    from bench.capacity_run import CapacityRun, SearchOptions
+    from bench.capacity_options import SearchOptions
+    from bench.capacity_run import CapacityRun
     from bench.plots_capacity import capacity_curves
     from bench.runs import load_run
 

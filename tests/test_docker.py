@@ -30,7 +30,7 @@ import redis
 from docker_harness import COMPOSE_PATH, ROOT, Engine, Unavailable
 
 from bench import docker
-from bench.backends import raw_text
+from bench.backend_kinds import raw_text
 from bench.remote import compose_container
 from taskqueue import TaskQueue
 

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from bench import adapters, cells
-from bench.backends import poll_health
+from bench.backend_kinds import poll_health
 from bench.errors import UsageError
 from bench.target import Target
 from taskqueue.connection import server_report, server_version

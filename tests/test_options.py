@@ -112,7 +112,7 @@ def test_a_scenario_refuses_what_the_schema_refuses(opt: Option) -> None:
 
 
 def test_the_harness_hands_every_load_key_of_a_cell_to_locust(tmp_path: Path) -> None:
-    from bench.runner import cell_load_options, locust_command
+    from bench.locust_cmd import cell_load_options, locust_command
 
     base = scenario.parse({"params": {"backend": "cluster"}}).cells[0]
     changed = {o.dest: other_value(o) for o in OPTIONS if o.scenario}

@@ -81,7 +81,7 @@ def test_bad_scenario_file_exit_2_before_anything_starts(tmp_path: Path) -> None
 def test_a_repeat_where_every_call_failed_still_counts() -> None:
     """A cell can fail completely (a tiny non-blocking pool starved by blocking dequeues):
     its errors, audit and effective config must still reach the cell result."""
-    from bench.runner import combine_cell
+    from bench.collect import combine_cell
 
     cell = scenario.parse({"params": {"pool_size": 2}}).cells[0]
     failed = {
