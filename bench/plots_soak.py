@@ -1,4 +1,4 @@
-"""The soak chart: for each long cell (bench.report_soak.drift_cells), the drift series over the
+"""The soak chart: for each long cell (bench.drift.drift_cells), the drift series over the
 whole run — per-second p99 read from the HdrHistogram logs, queue depth and in-flight leases, and
 memory (the servers' used_memory summed, the Locust process tree's RSS) — with the first and last
 tenth shaded (what the drift table compares) and every fault injection marked. Registered in
