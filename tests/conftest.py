@@ -3,6 +3,9 @@ same backend code users run, always torn down (and killed by the kernel if pytes
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -125,3 +128,20 @@ def make_queue(backend: StandaloneBackend | ClusterBackend, engine: str) -> Iter
             queue.purge()
         finally:
             queue.close()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "results" / "samples" / "smoke"  # the committed sample run: charts and report tests read it
+
+
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    """The ``bench`` CLI as a user runs it, from the repository root."""
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def run_copy(tmp_path: Path) -> Path:
+    """A writable copy of the committed sample run."""
+    dest = tmp_path / "run"
+    shutil.copytree(SAMPLE, dest)
+    return dest

@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ROOT, SAMPLE, bench
 from matplotlib.axis import Axis
 from matplotlib.container import BarContainer, ErrorbarContainer
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "results" / "samples" / "smoke"
 
 
 def sample_summary(path: Path = SAMPLE) -> dict[str, Any]:
@@ -28,17 +26,6 @@ def sample_summary(path: Path = SAMPLE) -> dict[str, Any]:
 def sample_csv(cell: dict[str, Any], name: str, path: Path = SAMPLE) -> list[dict[str, str]]:
     with open(path / cell["dir"] / "repeat-1" / name, newline="") as fh:
         return list(csv.DictReader(fh))
-
-
-def bench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
-
-
-@pytest.fixture
-def run_copy(tmp_path: Path) -> Path:
-    dest = tmp_path / "run"
-    shutil.copytree(SAMPLE, dest)
-    return dest
 
 
 def test_plot_writes_each_chart_the_sample_has_data_for(run_copy: Path) -> None:

@@ -7,13 +7,12 @@ import copy
 import io
 import json
 import shutil
-import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import SAMPLE, bench
 from rich.console import Console
 
 from bench import cli, report
@@ -515,20 +514,6 @@ def test_findings(tmp_path: Path, cells: list[dict[str, Any]], expected: list[st
 
 
 # -- `bench report` and `bench compare` on the committed sample, as users run them --------------------------------
-
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "results" / "samples" / "smoke"
-
-
-def bench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
-
-
-@pytest.fixture
-def run_copy(tmp_path: Path) -> Path:
-    dest = tmp_path / "run"
-    shutil.copytree(SAMPLE, dest)
-    return dest
 
 
 def test_report_mentions_every_cell_and_inlines_charts(run_copy: Path) -> None:
