@@ -127,7 +127,7 @@ def write_results(checkpoint: bool = False) -> Path | None:
         "effective": STATE.effective,
         "environment": environment_info(),
     }
-    out = write_load_run(STATE.results_dir, STATE.recorder, meta, STATE.started_at)
+    out = write_load_run(STATE.results_dir, STATE.recorder, meta, STATE.started_at, checkpoint=checkpoint)
     if STATE.audit is not None:
         STATE.audit.save(out / "audit-ids.json.gz")
     if STATE.acks is not None:

@@ -8,6 +8,7 @@ second and operation), ``hgrm/<operation>.hgrm`` (HDR percentile distributions, 
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import os
@@ -44,7 +45,13 @@ def _version(package: str) -> str | None:
 
 
 def environment_info() -> dict[str, Any]:
-    """Host and tool versions recorded next to every result."""
+    """Host and tool versions recorded next to every result (read once per process: a checkpoint
+    should not fork ``git`` inside the load process every 30 s)."""
+    return dict(_environment())
+
+
+@functools.cache
+def _environment() -> dict[str, Any]:
     try:
         commit = (
             subprocess.run(
@@ -82,8 +89,13 @@ def errors_by_class(counter: Any) -> dict[str, dict[str, int]]:
     return out
 
 
-def write_load_run(out: Path, recorder: Recorder, meta: dict[str, Any], start_epoch: float) -> Path:
-    """Write one load run's files into ``out`` (created). Safe to call again: files are replaced."""
+def write_load_run(
+    out: Path, recorder: Recorder, meta: dict[str, Any], start_epoch: float, checkpoint: bool = False
+) -> Path:
+    """Write one load run's files into ``out`` (created). Safe to call again: files are replaced. A
+    checkpoint runs inside the load process while it loads, so it leaves out the ``.hgrm`` text (about
+    1 s of pure Python for a 30-minute run's histograms: a stall in the very latencies being measured);
+    ``histograms.json`` holds the same data, and the last write adds them."""
     out.mkdir(parents=True, exist_ok=True)
     duration = float(meta.get("measured_s") or 0.0)
     summary = {
@@ -98,10 +110,11 @@ def write_load_run(out: Path, recorder: Recorder, meta: dict[str, Any], start_ep
         recorder.sink.flush()
     else:
         _write_timeseries(out, recorder.rows, start_epoch, end_epoch)
-    (out / "hgrm").mkdir(exist_ok=True)
-    for op, hist in recorder.cumulative.items():
-        with open(out / "hgrm" / f"{op}.hgrm", "wb") as fh:
-            hist.output_percentile_distribution(fh, 1.0)
+    if not checkpoint:
+        (out / "hgrm").mkdir(exist_ok=True)
+        for op, hist in recorder.cumulative.items():
+            with open(out / "hgrm" / f"{op}.hgrm", "wb") as fh:
+                hist.output_percentile_distribution(fh, 1.0)
     encoded = {op: hist.encode().decode() for op, hist in recorder.cumulative.items()}
     _atomic_write(out / "histograms.json", json.dumps({"unit": "us", "histograms": encoded}))
     return out

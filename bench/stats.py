@@ -6,6 +6,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 PERCENTILES = {"p50_us": 50.0, "p90_us": 90.0, "p99_us": 99.0, "p999_us": 99.9, "p9999_us": 99.99}
@@ -19,12 +20,33 @@ def summarize(hist: HdrHistogram, duration_s: float) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "count": count,
         "ops_per_s": round(count / duration_s, 1) if duration_s > 0 else 0.0,
-        "mean_us": round(hist.get_mean_value(), 1) if count else None,
+        "mean_us": round(mean_us(hist), 1) if count else None,
     }
+    values = hist.get_percentile_to_value_dict(list(PERCENTILES.values())) if count else {}
     for key, pct in PERCENTILES.items():
-        summary[key] = hist.get_value_at_percentile(pct) if count else None
+        summary[key] = values.get(pct) if count else None
     summary["max_us"] = hist.get_max_value() if count else None
     return summary
+
+
+def mean_us(hist: HdrHistogram) -> float:
+    """``hist.get_mean_value()``, the same number, vectorised: hdrh walks every recorded value in
+    Python (0.3 s for six whole-run histograms of a 30-minute soak), and a checkpoint written that
+    slowly stalls the load process it runs in."""
+    if not hist.total_count:
+        return 0.0
+    counts = np.ctypeslib.as_array(hist.counts, shape=(hist.counts_len,))
+    index = np.flatnonzero(counts)
+    bucket = (index >> hist.sub_bucket_half_count_magnitude) - 1
+    sub_bucket = (index & (hist.sub_bucket_half_count - 1)) + hist.sub_bucket_half_count
+    first = bucket < 0
+    sub_bucket[first] -= hist.sub_bucket_half_count
+    bucket[first] = 0
+    shift = bucket + hist.unit_magnitude
+    # the middle of each count's equivalent range: its lowest value + half the range (hdrh's "median equivalent")
+    middle = (sub_bucket << shift) + ((1 << shift) >> 1)
+    total = sum(c * m for c, m in zip(counts[index].tolist(), middle.tolist(), strict=True))  # exact, as hdrh
+    return float(total) / hist.total_count
 
 
 def spread(values: Sequence[float]) -> float:

@@ -3,11 +3,15 @@ histogram merge across workers, Locust bucketing. No Redis."""
 
 from __future__ import annotations
 
+import random
+from pathlib import Path
+
 import pytest
 
 from bench.metrics import Recorder, new_histogram
+from bench.results import write_load_run
 from bench.schedule import Schedule, per_process_rate
-from bench.stats import bucket_sub_ms, classify_change, combine_repeats, spread, summarize
+from bench.stats import bucket_sub_ms, classify_change, combine_repeats, mean_us, spread, summarize
 
 
 def test_summarize_literal_values() -> None:
@@ -103,3 +107,28 @@ def test_locust_bucketing_keeps_sub_ms() -> None:
     assert bucket_sub_ms(2.345) == 2.3
     assert bucket_sub_ms(47.6) == 48
     assert bucket_sub_ms(1234) == 1200
+
+
+def test_mean_is_hdrhs_own_mean_without_walking_every_value() -> None:
+    hist = new_histogram()
+    hist.record_value(100, 3)
+    hist.record_value(1000, 1)
+    assert mean_us(hist) == 325.0  # values below 2048 are exact at 3 significant digits
+    rng = random.Random(7)
+    for _ in range(50):  # wide ranges: values land in many buckets, each counted at its range's middle
+        hist = new_histogram()
+        for _ in range(rng.randint(1, 300)):
+            hist.record_value(max(1, int(10 ** rng.uniform(0, 7.5))), rng.randint(1, 10_000))
+        assert mean_us(hist) == hist.get_mean_value()
+    assert mean_us(new_histogram()) == 0.0
+
+
+def test_a_checkpoint_leaves_out_the_hgrm_text_and_the_last_write_adds_it(tmp_path: Path) -> None:
+    recorder = Recorder(clock=lambda: 100.5)
+    recorder.record("enqueue", 250.0)
+    meta = {"elapsed_s": 1.0, "measured_s": 1.0}
+    write_load_run(tmp_path, recorder, meta, 100.0, checkpoint=True)
+    assert (tmp_path / "histograms.json").exists() and not (tmp_path / "hgrm").exists()
+    recorder.finalize()  # the last write closes every second first (bench.load_results)
+    write_load_run(tmp_path, recorder, meta, 100.0)
+    assert (tmp_path / "hgrm" / "enqueue.hgrm").read_text().count("\n") > 3
