@@ -9,6 +9,7 @@ from typing import Any
 
 from .cli_common import (
     add_external_options,
+    add_load_override,
     add_server_options,
     charts_and_report,
     console,
@@ -25,12 +26,11 @@ def _add_capacity_parser(sub: Any) -> None:
     )
     cap.add_argument("scenario", nargs="?", metavar="NAME|FILE.toml", help="search each cell of a scenario")
     cap.add_argument("--backend", choices=("standalone", "cluster"), help="one configuration (default standalone)")
-    cap.add_argument("--pool-size", type=int, help="connection pool per process (per node on a cluster)")
+    add_load_override(cap, "pool_size")
     cap.add_argument("--processes", type=int, help="Locust --processes (load processes on this machine)")
     cap.add_argument("--users", type=int, help="Locust users (half producers, half consumers; default 20)")
-    cap.add_argument("--engine", choices=("list", "stream"))
-    cap.add_argument("--partitions", type=int)
-    cap.add_argument("--payload-bytes", type=int)
+    for dest in ("engine", "partitions", "payload_bytes"):
+        add_load_override(cap, dest)
     cap.add_argument(
         "--slo", action="append", metavar="PCT=LIMIT", help="e.g. p99=5ms (repeatable; p50, p90, p99, p99.9, p99.99)"
     )

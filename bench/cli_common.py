@@ -27,6 +27,16 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-dir", type=Path, default=None, help="where pids, logs and data live (default .bench/)")
 
 
+def add_load_override(p: argparse.ArgumentParser, dest: str, help: str | None = None) -> None:
+    """A sub-command flag that overrides one load option for every cell: its flag, type, choices and
+    help come from the option's one declaration (``bench.options``); unset (None) keeps the scenario's
+    value, and the scenario's validation applies the option's rules."""
+    from .options import OPTIONS
+
+    opt = next(o for o in OPTIONS if o.dest == dest)
+    p.add_argument(opt.flag, type=opt.type, choices=opt.choices, default=None, help=help or opt.help)
+
+
 def charts_and_report(out: Path) -> None:
     from . import plots, report
 

@@ -17,6 +17,7 @@ from . import backends
 from .backends import BackendSpec
 from .cli_common import (
     add_external_options,
+    add_load_override,
     add_server_options,
     charts_and_report,
     console,
@@ -41,7 +42,7 @@ def _add_run(sub: Any) -> None:
     run = sub.add_parser("run", help="run a scenario matrix (built-in NAME or FILE.toml)")
     run.add_argument("scenario", metavar="NAME|FILE.toml")
     run.add_argument("--duration", type=float, help="seconds per cell (overrides the scenario)")
-    run.add_argument("--warmup", type=float, help="seconds excluded from statistics at the start of each cell")
+    add_load_override(run, "warmup")
     run.add_argument("--repeat", type=int, help="repeats per cell (median reported, spread > 10%% flagged)")
     run.add_argument("--users", type=int, help="Locust users per cell")
     run.add_argument("--processes", type=int, help="Locust --processes per cell")
