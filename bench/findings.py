@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from .cells import error_count, fault_windows, is_plain, lost, memory_limited, repeat_count
-from .report_tables import counters_note, rate_warning, server_counters
+from .report_tables import counters_note, rate_warning, seconds_without_success, server_counters
 from .report_tables import n as _n
 from .runs import Run
 from .stats import ratio
@@ -103,7 +103,9 @@ def findings(run: Run) -> list[str]:
             )
         out.append(text + _server_text(c))
     for c in cells:
-        if c.get("fault"):
+        if c.get("fault_series"):
+            out.append(_repeated_fault_headline(c))
+        elif c.get("fault"):
             out.append(_fault_headline(c["fault"], c["audit"]))
     for c in cells:
         if c.get("unstable"):
@@ -165,8 +167,8 @@ def _fault_headline(f: dict[str, Any], a: dict[str, Any]) -> str:
         text = f"{f['kind']} of a master: errors for {window or 0:.1f} s (older run: time without success not measured)"
     else:
         text = (
-            f"{f['kind']} of a master: {unavailable:.1f} s unavailable to clients (no successful operation on its "
-            f"partition; errors for {window or 0:.1f} s)"
+            f"{f['kind']} of a master: {seconds_without_success(unavailable)} unavailable to clients (no successful "
+            f"operation on its partition; errors for {window or 0:.1f} s)"
         )
     if f.get("healthy_unavailable_s"):
         text += f"; healthy masters also unavailable for {f['healthy_unavailable_s']:.1f} s"
@@ -177,8 +179,25 @@ def _fault_headline(f: dict[str, Any], a: dict[str, Any]) -> str:
             if lag_s >= 0.05
             else "; clients back as soon as the promotion was seen"
         )
+    return f"{text}; {_tasks_text(a)}" + ("" if f.get("restore_ok") else " — RESTORE FAILED")
+
+
+def _tasks_text(a: dict[str, Any]) -> str:
     count, upper = lost(a)
     lost_part = f"≤ {count or 0:,} tasks lost (upper bound: drain timed out)" if upper else f"{count or 0:,} tasks lost"
-    return f"{text}; {lost_part}, {a.get('duplicates', 0):,} duplicated, {a.get('ambiguous', 0):,} ambiguous" + (
-        "" if f.get("restore_ok") else " — RESTORE FAILED"
+    return f"{lost_part}, {a.get('duplicates', 0):,} duplicated, {a.get('ambiguous', 0):,} ambiguous"
+
+
+def _repeated_fault_headline(c: dict[str, Any]) -> str:
+    """A fault repeated every N s (the soak): the worst and the median outage over its repeats."""
+    series, params = c["fault_series"], c.get("params", {})
+    gap = series["unavailable_s"]
+    kind = params.get("fault", "fault")
+    if not series["count"]:
+        return f"{kind} every {_n(params.get('fault_every'))} s: none was injected"
+    return (
+        f"{series['count']} × {kind} of a master, every {_n(params.get('fault_every'))} s: at worst "
+        f"{seconds_without_success(gap['max'], 2)} without a successful operation on its partition (median "
+        f"{seconds_without_success(gap['median'], 2)}); {_tasks_text(c['audit'])}"
+        + ("" if series["restore_ok"] else " — RESTORE FAILED (series stopped)")
     )

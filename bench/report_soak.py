@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .drift import drift_cells, finding
-from .report_tables import n, table
+from .report_tables import n, seconds_without_success, table
 
 
 def drift_findings(cells: list[dict[str, Any]]) -> list[str]:
@@ -69,8 +69,9 @@ def fault_series_section(cells: list[dict[str, Any]]) -> list[str]:
         gap, params = series["unavailable_s"], c.get("params", {})
         parts += [
             f"**{c['id']}**: {series['count']} × {params.get('fault')} every {n(params.get('fault_every'))} s; "
-            f"time without a success on the faulted partition: median {n(gap['median'], 3)} s, "
-            f"worst {n(gap['max'], 3)} s" + ("" if series["restore_ok"] else " — a RESTORE FAILED (series stopped)"),
+            f"time without a success on the faulted partition: median {seconds_without_success(gap['median'], 3)}, "
+            f"worst {seconds_without_success(gap['max'], 3)}"
+            + ("" if series["restore_ok"] else " — a RESTORE FAILED (series stopped)"),
             "",
         ]
         rows = [
@@ -79,14 +80,14 @@ def fault_series_section(cells: list[dict[str, Any]]) -> list[str]:
                 n(t.get("injected_at_s"), 2),
                 t.get("target") or "–",
                 n(t.get("promoted_at_s"), 2),
-                n(t.get("unavailable_s"), 3),
+                seconds_without_success(t.get("unavailable_s"), 3),
                 "ok" if t.get("restore_ok") else "FAILED",
             ]
             for i, t in enumerate(timelines, start=1)
         ]
         if rows:
             parts += [
-                table(["#", "injected at s", "master hit", "promoted at s", "no success for s", "restore"], rows),
+                table(["#", "injected at s", "master hit", "promoted at s", "no success for", "restore"], rows),
                 "",
             ]
     return parts

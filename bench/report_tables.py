@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from .cells import fault_windows, lost, rate_shortfall
+from .outage import GAP_MIN_S
 
 COUNTERS = ("evicted_keys", "expired_keys", "rejected_connections")
 
@@ -17,6 +18,14 @@ def n(value: Any, digits: int = 0) -> str:
     if isinstance(value, float | int):
         return f"{value:,.{digits}f}"
     return str(value)
+
+
+def seconds_without_success(seconds: float | None, digits: int = 1) -> str:
+    """A measured outage in words: success gaps shorter than outage.GAP_MIN_S are not recorded, so a
+    0 means "under 0.05 s", not "none"."""
+    if seconds is None:
+        return "–"
+    return f"under {GAP_MIN_S:g} s" if seconds < GAP_MIN_S else f"{seconds:.{digits}f} s"
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:

@@ -56,7 +56,7 @@ def test_drift_section_says_so_when_nothing_grew(tmp_path: Path) -> None:
 
 def test_repeated_faults_list_every_repeat_and_a_failed_restore(tmp_path: Path) -> None:
     timelines = [
-        {"injected_at_s": 600.0, "target": "a:1", "promoted_at_s": 600.02, "unavailable_s": 0.07, "restore_ok": True},
+        {"injected_at_s": 600.0, "target": "a:1", "promoted_at_s": 600.02, "unavailable_s": 0.0, "restore_ok": True},
         {"injected_at_s": 840.0, "target": "b:2", "promoted_at_s": None, "unavailable_s": 3.5, "restore_ok": False},
     ]
     series = {
@@ -69,8 +69,13 @@ def test_repeated_faults_list_every_repeat_and_a_failed_restore(tmp_path: Path) 
     text = "\n".join(fault_series_section(run.cells))
     assert "2 × failover every 240 s" in text and "median 1.785 s, worst 3.500 s" in text
     assert "a RESTORE FAILED (series stopped)" in text
-    assert "| 1 | 600.00 | a:1 | 600.02 | 0.070 | ok |" in text
-    assert "| 2 | 840.00 | b:2 | – | 3.500 | FAILED |" in text
+    assert "| 1 | 600.00 | a:1 | 600.02 | under 0.05 s | ok |" in text  # gaps < 50 ms are not recorded
+    assert "| 2 | 840.00 | b:2 | – | 3.500 s | FAILED |" in text
+    (headline,) = [f for f in report.findings(run) if "failover" in f]
+    assert headline == (
+        "2 × failover of a master, every 240 s: at worst 3.50 s without a successful operation on its partition "
+        "(median 1.78 s); 0 tasks lost, 0 duplicated, 0 ambiguous — RESTORE FAILED (series stopped)"
+    )
 
 
 def test_a_cell_that_measured_short_says_how_long_it_ran(tmp_path: Path) -> None:

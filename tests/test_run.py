@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import socket
@@ -243,8 +244,10 @@ def test_external_cluster_only_graceful_failovers_with_explicit_flags(tmp_path: 
         refused = bench_run(str(kill), "--cluster-nodes", nodes, "--allow-flush", "--allow-failover")
         assert refused.returncode == 2 and "needs servers this suite runs" in refused.stderr
         out = tmp_path / "run"
+        repeated = tmp_path / "repeated.toml"  # the soak's shape in seconds: a graceful failover every 2.5 s
+        repeated.write_text(scenario.read_text().replace("duration = 4", "duration = 8") + "fault_every = 2.5\n")
         done = bench_run(
-            str(scenario), "--cluster-nodes", nodes, "--allow-flush", "--allow-failover", "--out", str(out)
+            str(repeated), "--cluster-nodes", nodes, "--allow-flush", "--allow-failover", "--out", str(out)
         )
         assert done.returncode == 0, done.stderr[-2000:]
         summary, cells = cells_by_id(out)
@@ -252,5 +255,17 @@ def test_external_cluster_only_graceful_failovers_with_explicit_flags(tmp_path: 
         assert cell["fault"]["restore_ok"] and cell["fault"]["promoted_at_s"] is not None
         assert cell["audit"]["lost"] == 0
         assert "embedded_servers" not in summary
+        # Each repeat hits the partition's master of the moment: the failovers alternate between the two nodes.
+        series, timelines = cell["fault_series"], cell["faults"]
+        assert series["count"] == len(timelines) >= 2 and series["restore_ok"]
+        targets = [t["target"] for t in timelines]
+        assert all(a != b for a, b in itertools.pairwise(targets)), targets
+        assert targets[0] == timelines[1]["replica"]  # the first master is the second failover's replica
+        gaps = [t["injected_at_s"] for t in timelines]
+        assert all(b - a >= 2.5 - 0.01 for a, b in itertools.pairwise(gaps)), gaps
+        assert all(t["unavailable_s"] < 2.5 for t in timelines)  # each outage is its own, not the next one's
+        assert {row["name"] for row in cell["drift"]} >= {"enqueue p99", "queue depth", "load processes RSS"}
+        probes = (out / cell["dir"] / "repeat-1" / "probes.csv").read_text().splitlines()
+        assert probes[0] == "t_s,depth,inflight,load_rss_bytes,load_processes" and len(probes) >= 6
     finally:
         subprocess.run([sys.executable, "-m", "bench", "down", "--state-dir", str(state)], cwd=ROOT, timeout=60)
