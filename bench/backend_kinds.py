@@ -130,6 +130,8 @@ class ClusterBackend:
             except redis.RedisError as exc:
                 problems.append(f"{server.address}: {exc}")
         if not problems:
+            problems += self._views_disagree()
+        if not problems:
             nodes = self.topology()
             masters = [n for n in nodes if n.is_master and n.slots]
             if len(masters) != self.masters:
@@ -145,10 +147,33 @@ class ClusterBackend:
         if problems:
             raise UsageError(f"cluster not healthy after {timeout:.0f}s: {'; '.join(problems[:4])}")
 
+    def _views_disagree(self) -> list[str]:
+        """Every node's CLUSTER NODES must name the same masters for the same slots: right after a
+        failover a node can still show the old owner (gossip lags), and a check against that one view
+        would call a cluster restored that half the nodes still see as before."""
+        views = {}
+        for server in self.servers:
+            try:
+                nodes = self.topology(via=[server])
+            except RuntimeError as exc:
+                return [f"{server.address}: {exc}"]
+            views[server.address] = frozenset((n.address, n.slots) for n in nodes if n.is_master and n.slots)
+        if len(set(views.values())) > 1:
+            return ["nodes disagree on which masters own the slots (gossip still spreading)"]
+        return []
+
     def master_of_slot(self, slot: int) -> ClusterNodeInfo:
-        for node in self.topology():
-            if node.is_master and not node.failed and node.owns(slot):
-                return node
+        """The live master that owns ``slot`` by its own account (its "myself" line), not by one
+        node's possibly stale view of the others."""
+        for server in self.servers:
+            if not server.is_alive():
+                continue
+            try:
+                me = next(n for n in self.topology(via=[server]) if "myself" in n.flags)
+            except (RuntimeError, StopIteration):
+                continue
+            if me.is_master and not me.failed and me.owns(slot):
+                return me
         raise RuntimeError(f"no live master owns slot {slot}")
 
     def configure(self, config: dict[str, str]) -> None:
