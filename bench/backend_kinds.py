@@ -162,19 +162,29 @@ class ClusterBackend:
             return ["nodes disagree on which masters own the slots (gossip still spreading)"]
         return []
 
-    def master_of_slot(self, slot: int) -> ClusterNodeInfo:
-        """The live master that owns ``slot`` by its own account (its "myself" line), not by one
-        node's possibly stale view of the others."""
+    def self_views(self) -> list[ClusterNodeInfo]:
+        """Each live node as it describes itself (its CLUSTER NODES "myself" line): after a failover the
+        promoted replica and the demoted master know their new roles before gossip tells the others."""
+        out = []
         for server in self.servers:
             if not server.is_alive():
                 continue
             try:
-                me = next(n for n in self.topology(via=[server]) if "myself" in n.flags)
+                out.append(next(n for n in self.topology(via=[server]) if "myself" in n.flags))
             except (RuntimeError, StopIteration):
                 continue
+        return out
+
+    def master_of_slot(self, slot: int) -> ClusterNodeInfo:
+        """The live master that owns ``slot`` by its own account, not by one node's possibly stale view."""
+        for me in self.self_views():
             if me.is_master and not me.failed and me.owns(slot):
                 return me
         raise RuntimeError(f"no live master owns slot {slot}")
+
+    def replicas_of(self, master_id: str) -> list[ClusterNodeInfo]:
+        """The nodes that say they replicate ``master_id``."""
+        return [me for me in self.self_views() if me.master_id == master_id and not me.failed]
 
     def configure(self, config: dict[str, str]) -> None:
         for server in self.servers:

@@ -100,10 +100,11 @@ def collect(
     if events:
         masters = (load.get("effective") or {}).get("queue", {}).get("partition_masters") or {}
         timelines = periodic.timelines(events, start, load, params["fault_partition"], masters)
-        result["fault"] = timelines[0]
+        if timelines:
+            result["fault"] = timelines[0]
         if params["fault_every"]:
             result["faults"] = timelines
-            result["fault_series"] = periodic.summarize(timelines)
+            result["fault_series"] = periodic.summarize(timelines, periodic.stop_reason(events))
         result["complete"] = result["complete"] and all(t["restore_ok"] for t in timelines)
         if events[0].kind in netns.NETWORK_FAULTS:
             _explain_loss(cell, rep_dir, audit, events[0], start, result, console)

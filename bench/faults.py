@@ -66,8 +66,7 @@ def target_of(backend: ClusterBackend, queue: str, partition: int) -> tuple[Serv
     """(master, one of its replicas, slot, master's node id) for a partition of ``queue``."""
     slot = key_slot(partition_keys(queue, partition).ready.encode())
     master = backend.master_of_slot(slot)
-    nodes = backend.topology(via=[backend.server_at(master.address)])  # the master knows its replicas first
-    replicas = [n for n in nodes if n.master_id == master.id and not n.failed]
+    replicas = backend.replicas_of(master.id)
     if not replicas:
         raise RuntimeError(f"master {master.address} has no healthy replica to fail over to")
     return backend.server_at(master.address), backend.server_at(replicas[0].address), slot, master.id

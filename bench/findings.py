@@ -200,4 +200,5 @@ def _repeated_fault_headline(c: dict[str, Any]) -> str:
         f"{seconds_without_success(gap['max'], 2)} without a successful operation on its partition (median "
         f"{seconds_without_success(gap['median'], 2)}); {_tasks_text(c['audit'])}"
         + ("" if series["restore_ok"] else " — RESTORE FAILED (series stopped)")
+        + (f" — stopped early: {series['stopped']}" if series.get("stopped") and series["restore_ok"] else "")
     )

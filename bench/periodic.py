@@ -50,9 +50,9 @@ class RepeatedFault(threading.Thread):
                 injector.join(0.2)
             events = faults.restore(self.backend, injector, self.restore_timeout)
             self.current = None
-            if events is None or events.injected_at is None:  # halted before this one went in
+            if events is None or (events.injected_at is None and not events.error):  # halted before it went in
                 break
-            self.done.append(events)
+            self.done.append(events)  # one that could not go in is kept too: its error says why the series stopped
             if events.error or events.restore_problems:
                 break
             at = max(at + self.every_s, time.time())
@@ -121,6 +121,7 @@ def timelines(
     repeats it is not split."""
     if len(events) == 1:
         return [faults.timeline(events[0], start, load, partition, masters)]
+    events = [e for e in events if e.injected_at is not None]  # a repeat that never went in has no timeline
     ends = [e.injected_at for e in events[1:]] + [None]
     out = []
     for event, next_at in zip(events, ends, strict=True):
@@ -132,7 +133,17 @@ def timelines(
     return out
 
 
-def summarize(timelines: list[dict[str, Any]]) -> dict[str, Any]:
+def stop_reason(events: list[faults.FaultEvents]) -> str | None:
+    """Why a repeated fault stopped before the end: a repeat that could not go in, or a failed restore."""
+    for i, e in enumerate(events, start=1):
+        if e.error:
+            return f"repeat {i}: {e.error}" + ("" if e.injected_at is not None else " (not injected)")
+        if e.restore_problems:
+            return f"repeat {i}: restore failed: {'; '.join(e.restore_problems[:3])}"
+    return None
+
+
+def summarize(timelines: list[dict[str, Any]], stopped: str | None = None) -> dict[str, Any]:
     """A repeated fault's figures over all its repetitions: how many, and the spread of each
     outage (the longest time without a success on the faulted partition before the next repeat); the
     clients' error windows are per partition over the whole run, so they are not split per repeat."""
@@ -150,4 +161,5 @@ def summarize(timelines: list[dict[str, Any]]) -> dict[str, Any]:
         "injected_at_s": [t.get("injected_at_s") for t in timelines],
         "unavailable_s": spread("unavailable_s"),
         "restore_ok": all(t.get("restore_ok") for t in timelines),
+        "stopped": stopped,
     }

@@ -71,7 +71,8 @@ def fault_series_section(cells: list[dict[str, Any]]) -> list[str]:
             f"**{c['id']}**: {series['count']} × {params.get('fault')} every {n(params.get('fault_every'))} s; "
             f"time without a success on the faulted partition: median {seconds_without_success(gap['median'], 3)}, "
             f"worst {seconds_without_success(gap['max'], 3)}"
-            + ("" if series["restore_ok"] else " — a RESTORE FAILED (series stopped)"),
+            + ("" if series["restore_ok"] else " — a RESTORE FAILED (series stopped)")
+            + (f" — stopped early: {series['stopped']}" if series.get("stopped") else ""),
             "",
         ]
         rows = [

@@ -51,4 +51,19 @@ def test_summary_of_no_repeats_says_none_happened() -> None:
         "injected_at_s": [],
         "unavailable_s": {"median": None, "max": None},
         "restore_ok": True,
+        "stopped": None,
     }
+
+
+def test_a_repeat_that_could_not_go_in_is_named_and_has_no_timeline() -> None:
+    done = faults.FaultEvents("failover", target="a", injected_at=1010.0, restored_at=1010.5)
+    refused = faults.FaultEvents("failover", error="RuntimeError: master b has no healthy replica to fail over to")
+    load = {"elapsed_s": 60.0, "success_gaps": [_gaps((1010.0, 1010.08))]}
+    got = periodic.timelines([done, refused], 1000.0, load, 0, {"0": "a"})
+    assert [t["injected_at_s"] for t in got] == [10.0]
+    assert periodic.stop_reason([done, refused]) == (
+        "repeat 2: RuntimeError: master b has no healthy replica to fail over to (not injected)"
+    )
+    assert periodic.stop_reason([done]) is None
+    failed = faults.FaultEvents("failover", injected_at=1.0, restore_problems=["x:1 is not running"])
+    assert periodic.stop_reason([failed]) == "repeat 1: restore failed: x:1 is not running"
