@@ -145,3 +145,11 @@ def run_copy(tmp_path: Path) -> Path:
     dest = tmp_path / "run"
     shutil.copytree(SAMPLE, dest)
     return dest
+
+
+@pytest.fixture(autouse=True)
+def _close_figures() -> Iterator[None]:
+    """Chart tests keep their figures to read the plotted data; close them after each test."""
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
