@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import redis
 
 from .errors import UsageError
-from .servers import LOOPBACK, RedisServer, ServerNode, _die_with_parent
+from .ports import LOOPBACK
+from .servers import RedisServer, ServerNode, _die_with_parent
 from .target import Target
 from .topology import ClusterNodeInfo, parse_cluster_nodes
 

@@ -22,8 +22,8 @@ from .backend_kinds import Backend, ClusterBackend
 from .backends import BackendSpec, start_backend
 from .errors import UsageError
 from .external import External
+from .ports import free_port
 from .scenario import Cell
-from .servers import free_port
 
 RunBackend = Backend | External
 

@@ -23,10 +23,10 @@ from taskqueue.connection import server_report
 
 from .backend_kinds import Backend, ClusterBackend, StandaloneBackend, raw_text
 from .errors import UsageError
+from .ports import check_port_free
 from .servers import (
     LOOPBACK,
     RedisServer,
-    check_port_free,
     find_cli_bin,
     find_server_bin,
     pid_is_redis,

@@ -25,7 +25,8 @@ from .cli_common import (
     sigterm_as_interrupt,
 )
 from .errors import UsageError
-from .servers import find_server_bin, free_port
+from .ports import free_port
+from .servers import find_server_bin
 from .tables import demo_table, run_table
 
 

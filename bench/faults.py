@@ -30,7 +30,8 @@ from taskqueue.keys import partition_keys
 from . import outage, serverlog
 from .backend_kinds import ClusterBackend, poll_health
 from .netns import CLIENT_ADDRESS, NETWORK_FAULTS, Firewall
-from .servers import LOOPBACK, ServerNode
+from .ports import LOOPBACK
+from .servers import ServerNode
 
 POLL_S = 0.05
 

@@ -22,8 +22,8 @@ from .audit import outcome_of
 from .errors import UsageError
 from .load_state import STATE
 from .options import LoadOptions
+from .ports import free_port
 from .schedule import Schedule, per_process_rate
-from .servers import free_port
 from .target import Target
 
 log = logging.getLogger("taskqueue-bench")

@@ -28,7 +28,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .errors import UsageError
-from .servers import LOOPBACK, _die_with_parent
+from .ports import LOOPBACK
+from .servers import _die_with_parent
 
 NETWORK_FAULTS = ("partition-master", "partition-client")
 IN_NETNS_ENV = "TQB_IN_NETNS"  # set for the re-executed run: the outer namespace's inode

@@ -22,7 +22,8 @@ from typing import Any
 from .backends import BackendSpec, start_backend
 from .errors import UsageError
 from .locust_cmd import headless_locust
-from .servers import _die_with_parent, free_port
+from .ports import free_port
+from .servers import _die_with_parent
 
 
 def redis_benchmark(port: int, requests: int = 200_000) -> float:

@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 import pytest
 
 from bench.backends import BackendSpec, ClusterBackend, StandaloneBackend, start_backend
-from bench.servers import RedisServer, find_server_bin, free_port
+from bench.ports import free_port
+from bench.servers import RedisServer, find_server_bin
 from taskqueue import TaskQueue
 
 T = TypeVar("T")

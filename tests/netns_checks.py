@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import faults, netns
 from bench.backends import BackendSpec, ClusterBackend, start_backend
-from bench.servers import free_port
+from bench.ports import free_port
 
 
 def _connects(source: str, host: str, port: int, timeout: float = 0.4) -> bool:

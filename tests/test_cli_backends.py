@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.servers import free_port, pid_is_redis
+from bench.ports import free_port
+from bench.servers import pid_is_redis
 
 
 def bench(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:

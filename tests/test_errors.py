@@ -20,7 +20,8 @@ from conftest import SERVER_PASSWORD
 from redis import exceptions as rex
 
 from bench.audit import outcome_of
-from bench.servers import LOOPBACK, RedisServer
+from bench.ports import LOOPBACK
+from bench.servers import RedisServer
 from taskqueue import AccessDenied, PoolExhausted, QueueFull, QueueUnavailable, Task, TaskQueue, TaskQueueError
 from taskqueue import queue as queue_module
 from taskqueue.engines import make_engine

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.servers import free_port, pid_is_redis
+from bench.ports import free_port
+from bench.servers import pid_is_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 GONE_WITHIN_S = 5.0

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import wait_until
 
-from bench.servers import free_port
+from bench.ports import free_port
 from taskqueue import TaskQueue
 
 LOCUST = [sys.executable, "-m", "locust", "-f", "locustfiles/queue.py"]

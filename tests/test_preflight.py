@@ -6,8 +6,6 @@ answers (timeout), a redis-server with requirepass (auth). The checks are read-o
 
 from __future__ import annotations
 
-import errno
-import os
 import socket
 import subprocess
 import sys
@@ -18,11 +16,12 @@ import pytest
 import redis
 from conftest import SERVER_PASSWORD
 
-from bench import preflight, servers
+from bench import preflight
 from bench.backends import ClusterBackend, StandaloneBackend
 from bench.errors import UsageError
+from bench.ports import LOOPBACK
 from bench.preflight import check_external
-from bench.servers import LOOPBACK, RedisServer, bind_problem, check_port_free, free_port
+from bench.servers import RedisServer
 
 URL_FORM = "redis://[[user]:password@]host:port/db"
 
@@ -196,89 +195,6 @@ def test_cli_run_refuses_before_any_output(
     assert needle.format(**values) in done.stderr
     assert SERVER_PASSWORD not in done.stderr + done.stdout
     assert not (tmp_path / "o").exists()
-
-
-# -- ports ----------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("port", "code", "listener", "needles"),
-    [
-        (80, errno.EACCES, None, ["port 80 on 127.0.0.1: permission denied", "below 1024 need root", "1024..65535"]),
-        (6000, errno.EACCES, None, ["permission denied (a security policy forbids it)"]),
-        (6379, errno.EADDRINUSE, "redis-server *:6379 (pid 42)", ["already in use by redis-server *:6379 (pid 42)"]),
-        (
-            7000,
-            errno.EADDRINUSE,
-            None,
-            ["port 7000 on 127.0.0.1 is held by a closing or client connection (TIME_WAIT?)", "wait a minute"],
-        ),
-        (7000, errno.EADDRNOTAVAIL, None, ["127.0.0.1 is not an address of this machine"]),
-        (7000, errno.ENOBUFS, None, ["cannot be bound: No buffer space available"]),
-    ],
-)
-def test_bind_problem_messages(port: int, code: int, listener: str | None, needles: list[str]) -> None:
-    message = bind_problem(port, "port", code, listener)
-    for needle in needles:
-        assert needle in message
-    assert ("in use" in message) == (listener is not None)
-
-
-def test_port_in_use_by_a_listener_names_it() -> None:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        sock.listen(1)
-        port = sock.getsockname()[1]
-        with pytest.raises(UsageError) as info:
-            check_port_free(port)
-    assert f"port {port} on 127.0.0.1 is already in use by" in str(info.value)
-    assert f"(pid {os.getpid()})" in str(info.value)  # this process holds it
-
-
-def test_port_held_by_a_client_connection_is_not_called_in_use() -> None:
-    with socket.socket() as server:
-        server.bind((LOOPBACK, 0))
-        server.listen(1)
-        with socket.create_connection(server.getsockname()) as client:
-            port = client.getsockname()[1]  # the client's local (ephemeral) port: no listener there
-            with pytest.raises(UsageError) as info:
-                check_port_free(port, "cluster bus port")
-    message = str(info.value)
-    assert f"cluster bus port {port} on 127.0.0.1 is held by a closing or client connection" in message
-    assert "in use by" not in message
-
-
-def test_ephemeral_range_is_read() -> None:
-    low, high = servers.ephemeral_range()
-    assert 1024 <= low < high <= 65535
-
-
-@pytest.mark.parametrize("ephemeral", [(32768, 60999), (25000, 40000), (10000, 20000), (49152, 65535)])
-def test_free_port_never_touches_the_ephemeral_range(
-    monkeypatch: pytest.MonkeyPatch, ephemeral: tuple[int, int]
-) -> None:
-    low, high = ephemeral
-    for start in (1024, 6379, 20000, 23000, 25000, 31000, 45000, 62000):
-        busy = set(range(start, start + 12))  # the first ranges asked for are taken
-        monkeypatch.setattr(servers, "_free", lambda port, busy=busy: port not in busy)
-        for span, bus in ((1, None), (1, 10000), (6, 10000), (3, 100)):
-            base = free_port(span=span, start=start, bus_offset=bus, ephemeral=ephemeral)
-            ports = list(range(base, base + span))
-            ports += [p + bus for p in ports] if bus else []
-            assert all(1024 <= p <= 65535 and not low <= p <= high and p not in busy for p in ports), (start, ports)
-
-
-def test_free_port_stays_near_start_and_says_when_nothing_fits(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(servers, "_free", lambda port: True)
-    linux = (32768, 60999)
-    # the suite's defaults are already outside: cluster 20000 (bus 30000), standalone 21000, locust 20500
-    assert free_port(span=6, start=20000, bus_offset=10000, ephemeral=linux) == 20000
-    assert free_port(span=1, start=21000, bus_offset=10000, ephemeral=linux) == 21000
-    assert free_port(span=6, start=20500, bus_offset=10000, ephemeral=linux) == 20500
-    # a start whose bus ports fall in the range moves down to the highest range below it
-    assert free_port(span=6, start=25000, bus_offset=10000, ephemeral=linux) == 22762
-    with pytest.raises(UsageError, match="outside the ephemeral range 1024-65535"):
-        free_port(span=1, start=21000, ephemeral=(1024, 65535))
 
 
 def test_preflight_module_never_writes() -> None:

@@ -23,7 +23,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bench.audit import outcome_of
 from bench.backends import BackendSpec, ClusterBackend, start_backend
-from bench.servers import RedisServer, find_server_bin, free_port
+from bench.ports import free_port
+from bench.servers import RedisServer, find_server_bin
 from taskqueue import PoolExhausted, QueueFull, QueueSettings, QueueUnavailable, TaskQueue, TaskQueueError
 from taskqueue.connection import DEADLINE, DeadlineRetry
 from taskqueue.errors import AMBIGUOUS_KINDS, DeadlineExceeded, PayloadTooLarge

@@ -206,7 +206,7 @@ def test_interrupted_run_writes_incomplete_summary_and_stops_servers(tmp_path: P
 def test_external_cluster_only_graceful_failovers_with_explicit_flags(tmp_path: Path) -> None:
     """A cluster this run did not start (here: `bench up`, as a user's own): refused without
     --allow-flush / --allow-failover, kill refused always, a graceful failover runs and restores."""
-    from bench.servers import free_port
+    from bench.ports import free_port
 
     state = tmp_path / "state"
     base = free_port(span=6, start=27600, bus_offset=10000)

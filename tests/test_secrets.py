@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import SERVER_PASSWORD, wait_until
 
+from bench.ports import free_port
 from bench.secrets import redact_arg, redacted_argv
-from bench.servers import RedisServer, free_port
+from bench.servers import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUST = [sys.executable, "-m", "locust", "-f", "locustfiles/queue.py"]

@@ -21,7 +21,7 @@ import pytest
 from bench import webui
 from bench.metrics import Recorder
 from bench.options import OPTIONS, WEB_UI_GROUPS, grouped_options
-from bench.servers import free_port
+from bench.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUST = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfiles" / "queue.py")]
