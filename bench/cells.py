@@ -14,6 +14,12 @@ def is_faulted(cell: dict[str, Any]) -> bool:
     return (cell["params"].get("fault") or "none") != "none"
 
 
+def fault_timeline(cell: dict[str, Any]) -> dict[str, Any] | None:
+    """What the cell's fault measured (``cell["fault"]``: when it went in, the promotion, the restore, the
+    outage per partition), or None: no fault, or none was recorded (see :func:`is_faulted` for the plan)."""
+    return cell.get("fault") or None
+
+
 def memory_limited(cell: dict[str, Any]) -> bool:
     """The cell ran with a ``maxmemory`` (0 or unset: unlimited)."""
     return str(cell["params"].get("maxmemory") or 0) not in ("0", "")

@@ -121,14 +121,14 @@ def wait_cluster_ok(address: str = "127.0.0.1:7000", timeout: float = 120.0) -> 
     master has its replica (right after ``--cluster create`` the replicas are still attaching)."""
     import redis
 
-    from .backend_kinds import poll_health
+    from .backend_kinds import cluster_info, poll_health
 
     host, port = address.rsplit(":", 1)
 
     def problems() -> list[str]:
         try:
             with redis.Redis(host=host, port=int(port), socket_timeout=1, socket_connect_timeout=1) as r:
-                info = r.cluster("info")
+                info = cluster_info(r)
             if info.get("cluster_state") != "ok" or int(info.get("cluster_slots_ok", 0)) != 16384:
                 return [f"cluster_state={info.get('cluster_state')}"]
             masters, replicas = cluster_shape(address)

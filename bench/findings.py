@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cells import error_count, fault_windows, is_plain, lost, memory_limited, repeat_count
+from .cells import error_count, fault_timeline, fault_windows, is_plain, lost, memory_limited, repeat_count
 from .report_tables import counters_note, rate_warning, seconds_without_success, server_counters
 from .report_tables import n as _n
 from .runs import Run
@@ -105,8 +105,8 @@ def findings(run: Run) -> list[str]:
     for c in cells:
         if c.get("fault_series"):
             out.append(_repeated_fault_headline(c))
-        elif c.get("fault"):
-            out.append(_fault_headline(c["fault"], c["audit"]))
+        elif timeline := fault_timeline(c):
+            out.append(_fault_headline(timeline, c["audit"]))
     for c in cells:
         if c.get("unstable"):
             out.append(f"cell [{c['id']}] is unstable: repeats spread more than 10 % in {', '.join(c['unstable'])}")

@@ -20,6 +20,7 @@ from pyroaring import BitMap
 
 from .acklog import AckLog
 from .audit import AuditLog
+from .cells import fault_timeline
 
 
 def _size(bitmaps: dict[str, BitMap]) -> int:
@@ -118,7 +119,7 @@ def before_fault(rep_dir: Path, until_s: float, ops: Iterable[str] = ("enqueue",
 def report_section(cells: list[dict[str, Any]]) -> list[str]:
     """Markdown for the report: per network-fault cell, lost next to what the cut-off master
     acknowledged in the window, rejected/ambiguous, and the cost before the fault."""
-    rows = [c for c in cells if (c.get("fault") or {}).get("loss")]
+    rows = [c for c in cells if (fault_timeline(c) or {}).get("loss")]
     if not rows:
         return []
     out = [

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.text import Annotation
 
-from .cells import cell_label
+from .cells import cell_label, fault_timeline
 from .chartstyle import cells, event_label, latency_axis, title
 from .runs import Run
 
@@ -277,7 +277,7 @@ def _timeline(fig: Figure, ax: Axes, strip: Axes, run: Run, cell: dict[str, Any]
 
 def failover_timelines(runs: list[Run]) -> Figure | None:
     """Per faulted cell: ops/s, p99 and errors per second, the fault, outage and error windows, events labelled."""
-    items = [(r, c) for r, c in cells(runs) if c.get("fault")]
+    items = [(r, c) for r, c in cells(runs) if fault_timeline(c)]
     if not items:
         return None
     fig = plt.figure(figsize=(13, 4.9 * len(items)))

@@ -22,6 +22,7 @@ from redis.retry import Retry
 from taskqueue.errors import REDIS_ERRORS, classify
 from taskqueue.settings import parse_nodes, redact_url
 
+from .backend_kinds import cluster_info
 from .errors import UsageError
 
 SCHEMES = ("redis", "rediss", "unix")
@@ -147,7 +148,7 @@ def _check_cluster(nodes_text: str, timeout: float) -> None:
         try:
             with client:
                 client.ping()
-                info = client.cluster("INFO")
+                info = cluster_info(client)
         except REDIS_ERRORS as exc:
             if classify(exc) == "auth":  # a configuration problem: the other nodes will say the same
                 raise UsageError(_cluster_auth(f"{host}:{port}", exc)) from None
@@ -159,9 +160,9 @@ def _check_cluster(nodes_text: str, timeout: float) -> None:
             failures.append((f"{host}:{port}", exc))
             continue
         reachable = (host, port)
-        state = _cluster_info(info).get("cluster_state", "?")
+        state = info.get("cluster_state", "?")
         if state != "ok":
-            slots = _cluster_info(info).get("cluster_slots_ok", "?")
+            slots = info.get("cluster_slots_ok", "?")
             raise UsageError(
                 f"the cluster at {host}:{port} reports cluster_state:{state} ({slots}/16384 slots ok) — wait "
                 f"until it is ok (`bench status --cluster-nodes {nodes_text}`) or fix the cluster"
@@ -181,13 +182,6 @@ def _cluster_auth(target: str, exc: BaseException) -> str:
         f"cluster node {target} requires a password ({_scrub(str(exc), None)}) — --cluster-nodes cannot carry "
         "one: use a cluster without requirepass"
     )
-
-
-def _cluster_info(info: Any) -> dict[str, str]:
-    if isinstance(info, dict):
-        return {str(k): str(v) for k, v in info.items()}
-    text = info.decode() if isinstance(info, bytes) else str(info)
-    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
 
 
 def _check_cluster_map(host: str, port: int, *, timeout: float) -> None:

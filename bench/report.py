@@ -9,7 +9,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from .cells import lost, rate_shortfall
+from .cells import fault_timeline, lost, rate_shortfall
 
 # The findings and ``bench compare`` live in their own modules; their entry points stay reachable as
 # ``report.findings`` / ``report.compare`` (the CLI, the notebook and the tests call them here).
@@ -143,7 +143,7 @@ def markdown(run: Run) -> str:
     ]
     if errors:
         parts += ["## Errors by class", "", _table(["cell", "operation", "class", "count"], errors), ""]
-    faulted = [c for c in run.cells if c.get("fault")]
+    faulted = [c for c in run.cells if fault_timeline(c)]
     if faulted:
         parts += fault_section(faulted)
         parts += loss_section(faulted)  # network partitions: lost vs acknowledged by the cut-off master

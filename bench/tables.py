@@ -6,7 +6,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .backend_kinds import Backend, ClusterBackend, cluster_info
-from .cells import fault_windows, lost, rate_shortfall
+from .cells import fault_timeline, fault_windows, lost, rate_shortfall
 from .errors import UsageError
 from .report_tables import lost_text
 
@@ -125,7 +125,7 @@ def run_table(summary: dict) -> Table:
     ):
         table.add_column(col, justify="right")
     for cell in summary["cells"]:
-        ops, audit, fault = cell["ops"], cell["audit"], cell.get("fault") or {}
+        ops, audit, fault = cell["ops"], cell["audit"], fault_timeline(cell) or {}
         enq = ops.get("enqueue") or ops.get("enqueue_many") or {}
         errors = sum(sum(kinds.values()) for kinds in cell["errors"].values())
         note = ", ".join(

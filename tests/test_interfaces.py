@@ -99,6 +99,9 @@ def test_cell_accessors_on_literal_rows() -> None:
     assert [cells.is_plain(c) for c in (plain, old_run, faulted, limited)] == [True, True, False, False]
     assert [cells.is_faulted(c) for c in (plain, faulted, _cell(fault=None))] == [False, True, False]
     assert [cells.memory_limited(c) for c in (_cell(maxmemory=0), _cell(maxmemory=""), limited)] == [False, False, True]
+    timeline = {"kind": "kill-master", "injected_at_s": 5.0}
+    assert cells.fault_timeline({**faulted, "fault": timeline}) is timeline
+    assert [cells.fault_timeline(c) for c in (plain, faulted, {**faulted, "fault": {}})] == [None, None, None]
     errors = {"enqueue": {"pool_exhausted": 3, "timeout": 1}, "ack": {"pool_exhausted": 2}}
     assert cells.error_count({"errors": errors}, "pool_exhausted") == 5
     assert cells.error_count({"errors": errors}, "oom") == 0
