@@ -126,3 +126,37 @@ def event_label(ax: Any, t: float, name: str, color: str, gid: str | None = None
         gid=gid,
         bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1},
     )
+
+
+def spread(values: Sequence[float], gap: float) -> list[float]:
+    """Label positions as close to ``values`` as a minimum ``gap`` between neighbours allows: labels
+    that would overlap fan out, in order, around the mean of where they belong. Pure: any units."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    clusters: list[list[int]] = []  # each laid out at its members' mean, ``gap`` apart
+
+    def start(members: list[int]) -> float:
+        return sum(values[i] for i in members) / len(members) - gap * (len(members) - 1) / 2
+
+    for i in order:
+        clusters.append([i])
+        while len(clusters) > 1 and start(clusters[-1]) < start(clusters[-2]) + gap * len(clusters[-2]):
+            last = clusters.pop()
+            clusters[-1] += last
+    out = [0.0] * len(values)
+    for members in clusters:
+        first = start(members)
+        for k, i in enumerate(members):
+            out[i] = first + k * gap
+    return out
+
+
+CELL_MARKERS = ("o", "s", "^", "D", "v")
+
+
+def cell_style(index: int) -> dict[str, Any]:
+    """Colour and marker of the ``index``-th cell: ten colours, then the same ten with the next marker,
+    so cells 0 and 10 never look alike."""
+    import matplotlib.pyplot as plt
+
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {"color": colors[index % len(colors)], "marker": CELL_MARKERS[index // len(colors) % len(CELL_MARKERS)]}

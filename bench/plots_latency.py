@@ -6,16 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
 from .cells import cell_label
+from .chartstyle import cell_style, latency_axis, spread
 from .chartstyle import cells as _cells
-from .chartstyle import latency_axis
 from .chartstyle import title as _title
 from .runs import Run
 
 OPS = ("enqueue", "dequeue", "ack", "e2e")
+LABEL_GAP_PT = 7.0  # a 6-point label and a point of air
 PERCENTILES = (50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99)
 
 
@@ -31,8 +33,8 @@ def latency_spectrum(runs: list[Run]) -> Figure | None:
     fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 4.6 * rows), squeeze=False)
     xs = [1 / (1 - p / 100) for p in PERCENTILES]
     styles = ["-", "--", ":", "-."]
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     handles: dict[str, Any] = {}  # one legend for the figure: a cell keeps its colour in every panel
+    ends: list[tuple[Axes, float, float, str, str]] = []  # each curve's "n=" label: axes, x, y, text, colour
     for ax, op in zip(axes.flat, ops, strict=False):
         values: list[float] = []
         for run_index, run in enumerate(runs):
@@ -45,20 +47,12 @@ def latency_spectrum(runs: list[Run]) -> Figure | None:
                 ys = [h[op].get_value_at_percentile(PERCENTILES[i]) for i in shown]
                 values += ys
                 label = cell_label(c, r, len(runs) > 1)
-                line = ax.plot(
-                    [xs[i] for i in shown], ys, styles[run_index % 4], marker="o", ms=3, color=colors[index % 10]
-                )[0]
-                ax.annotate(
-                    f"n={count:,}",
-                    (xs[shown[-1]], ys[-1]),
-                    textcoords="offset points",
-                    xytext=(4, 0),
-                    fontsize=6,
-                    color=colors[index % 10],
-                    va="center",
-                )
+                style = cell_style(index)
+                line = ax.plot([xs[i] for i in shown], ys, styles[run_index % 4], ms=3, **style)[0]
+                ends.append((ax, xs[shown[-1]], ys[-1], f"n={count:,}", style["color"]))
                 handles.setdefault(label, line)
         ax.set_xscale("log")
+        ax.set_xlim(xs[0] / 1.4, xs[-1] * 4)  # room on the right for the "n=" labels of the last percentile
         latency_axis(ax, values, label="latency (log)")
         ticks = sorted({0, *range(0, len(PERCENTILES), 2), len(PERCENTILES) - 1})
         ax.set_xticks([xs[i] for i in ticks], [f"{PERCENTILES[i]:g}%" for i in ticks])
@@ -72,7 +66,31 @@ def latency_spectrum(runs: list[Run]) -> Figure | None:
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(4, len(handles)), fontsize=8)
     _title(fig, "Latency percentile spectrum (HdrHistogram)", runs)
     fig.tight_layout(rect=(0, 0.035 * legend_rows + 0.02, 1, 0.95))
+    _label_ends(fig, ends)
     return fig
+
+
+def _label_ends(fig: Figure, ends: list[tuple[Axes, float, float, str, str]]) -> None:
+    """Each curve's sample count beside its last point; labels ending at the same percentile of one panel
+    fan out vertically so none hides another (placed after the layout, in points: what the reader sees)."""
+    groups: dict[tuple[int, float], list[tuple[Axes, float, float, str, str]]] = {}
+    for end in ends:
+        groups.setdefault((id(end[0]), end[1]), []).append(end)
+    points_per_pixel = 72 / fig.dpi
+    for group in groups.values():
+        ys = [float(ax.transData.transform((x, y))[1]) * points_per_pixel for ax, x, y, _, _ in group]
+        for (ax, x, y, text, color), at, y_points in zip(group, spread(ys, LABEL_GAP_PT), ys, strict=True):
+            ax.annotate(
+                text,
+                (x, y),
+                textcoords="offset points",
+                xytext=(4, at - y_points),
+                fontsize=6,
+                color=color,
+                va="center",
+                gid="sample-count",
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 0.3},  # legible over a curve
+            )
 
 
 def latency_vs_load(runs: list[Run]) -> Figure | None:

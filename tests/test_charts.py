@@ -167,6 +167,43 @@ def test_latency_spectrum_plots_the_summary_percentiles() -> None:
             assert ys == sorted(ys) and ys[-1] <= stats["max_us"]
 
 
+def test_spread_fans_out_overlapping_labels_around_where_they_belong() -> None:
+    from bench.chartstyle import spread
+
+    assert spread([0, 5], 1) == [0, 5]  # apart already: unmoved
+    assert spread([0, 0], 1) == [-0.5, 0.5]
+    assert spread([10, 0, 0.5], 1) == [10, -0.25, 0.75]  # order of the input kept
+    assert spread([0, 1, 1.2], 1) == pytest.approx([-0.2667, 0.7333, 1.7333], abs=1e-4)  # a merge pushes into 0
+    assert spread([0, 0, 0, 1.4], 1) == pytest.approx([-1.15, -0.15, 0.85, 1.85])
+    assert spread([], 1) == []
+
+
+def test_latency_spectrum_labels_never_overlap_and_cells_past_ten_change_marker(tmp_path: Path) -> None:
+    """Four copies of the sample overlaid: 16 curves, each label's twin ending at the very same point."""
+    from bench import plots
+    from bench.runs import load_run
+
+    copies = []
+    for i in range(4):
+        shutil.copytree(SAMPLE, tmp_path / f"run{i}")
+        copies.append(load_run(tmp_path / f"run{i}"))
+    fig = plots.latency_spectrum(copies)
+    assert fig is not None
+    fig.canvas.draw()
+    for ax in fig.axes[:4]:
+        lines = ax.get_lines()
+        labels = [t for t in ax.texts if t.get_gid() == "sample-count"]
+        assert len(labels) == len(lines) == 16
+        assert [line.get_marker() for line in lines] == ["o"] * 10 + ["s"] * 6
+        op = ax.get_title().split()[0]
+        counts = [f"n={cell['ops'][op]['count']:,}" for cell in sample_summary()["cells"]]
+        assert sorted(t.get_text() for t in labels) == sorted(counts * 4)
+        boxes = [t.get_window_extent() for t in labels]  # as drawn
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1 :]:
+                assert not a.overlaps(b), (ax.get_title(), a, b)
+
+
 def test_memory_chart_plots_the_audit_and_info_csv() -> None:
     from bench import plots
     from bench.runs import load_run
