@@ -4,6 +4,7 @@ same backend code users run, always torn down (and killed by the kernel if pytes
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -20,6 +21,12 @@ from bench.servers import RedisServer, find_server_bin
 from taskqueue import TaskQueue
 
 T = TypeVar("T")
+
+# A suite started in the background of a non-interactive shell (`cmd &`, some CI launchers) inherits
+# SIGINT *ignored*, and so would every bench and Locust it starts: the Ctrl-C tests would send it
+# in vain. A handler, unlike "ignore", is reset to the default in each child it execs.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
