@@ -6,16 +6,16 @@ cluster also its topology and health. Starting them is bench.backends; the exter
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import redis
 
+from . import children
 from .errors import UsageError
 from .ports import LOOPBACK
-from .servers import RedisServer, ServerNode, _die_with_parent
+from .servers import RedisServer, ServerNode
 from .target import Target
 from .topology import ClusterNodeInfo, parse_cluster_nodes
 
@@ -90,7 +90,7 @@ class ClusterBackend:
             "--cluster-yes",
         ]
         # redis-cli dies with us too: an orphan would keep talking to the nodes until its timeout.
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, preexec_fn=_die_with_parent)
+        done = children.run(cmd, timeout=timeout)
         if done.returncode != 0 or "[OK] All 16384 slots covered" not in done.stdout:
             raise UsageError(f"cluster create failed: {(done.stdout + done.stderr).strip().splitlines()[-3:]}")
         self.wait_healthy(timeout)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+from . import children
 from .errors import UsageError
 
 if TYPE_CHECKING:  # the runner imports Locust's machinery: only when a command runs
@@ -86,7 +87,8 @@ def external_from(
 def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM raises Terminated (a KeyboardInterrupt, exit 143) once, so it is handled like Ctrl-C: results
     so far written, Locust and the servers stopped. A repeated SIGTERM during that clean-up is ignored
-    (SIGKILL still works: the kernel kills every child)."""
+    (SIGKILL still works: the kernel kills every child). Both go through ``children.deliver``, which
+    holds them while a child is forked, where Python would drop them."""
     from .runner import Terminated
 
     raised = False
@@ -95,10 +97,15 @@ def sigterm_as_interrupt() -> Iterator[None]:
         nonlocal raised
         if not raised:
             raised = True
-            raise Terminated()
+            children.deliver(Terminated())
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
+    own_sigint = signal.getsignal(signal.SIGINT) is signal.default_int_handler  # not if ignored (background job)
+    if own_sigint:
+        signal.signal(signal.SIGINT, children.interrupt_as_exception)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if own_sigint:
+            signal.signal(signal.SIGINT, signal.default_int_handler)

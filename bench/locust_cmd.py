@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import netns
+from .children import spawn
 from .options import LoadOptions
 from .scenario import Cell
-from .servers import _die_with_parent
 from .target import Target
 
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "locustfiles" / "queue.py"
@@ -31,12 +31,12 @@ LOCUST_STOP_GRACE_S = 30  # after SIGTERM, Locust writes its partial results; th
 # timeout is 60 s). A child whose parent died before the prctl exits at once.
 LOCUST_MAIN = """\
 import os, runpy
-from bench.servers import _die_with_parent
+from bench.children import die_with_parent
 parent = [0]
 def _before_fork():
     parent[0] = os.getpid()
 def _in_child():
-    _die_with_parent()
+    die_with_parent()
     if os.getppid() != parent[0]:
         os._exit(1)
 os.register_at_fork(before=_before_fork, after_in_child=_in_child)
@@ -112,15 +112,7 @@ def start_locust(cmd: list[str], log: IO[str], env: dict[str, str] | None = None
     """Locust in its own session and process group: a terminal's Ctrl-C reaches only the harness,
     which stops Locust itself (:func:`end_locust`). PR_SET_PDEATHSIG: the kernel kills it if the
     harness dies, even by SIGKILL (and its workers, see ``LOCUST_MAIN``)."""
-    return subprocess.Popen(
-        cmd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-        env=env,
-        preexec_fn=_die_with_parent,
-        start_new_session=True,
-    )
+    return spawn(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env, start_new_session=True)
 
 
 def wait_for_start(proc: subprocess.Popen[bytes], rep_dir: Path, timeout: float = 60) -> float:

@@ -27,9 +27,9 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from .children import spawn
 from .errors import UsageError
 from .ports import LOOPBACK
-from .servers import _die_with_parent
 
 NETWORK_FAULTS = ("partition-master", "partition-client")
 IN_NETNS_ENV = "TQB_IN_NETNS"  # set for the re-executed run: the outer namespace's inode
@@ -164,10 +164,9 @@ def run_inside(argv: Sequence[str], cell_ids: Sequence[str], *, docker: bool = F
     if problems:
         raise UsageError(refusal(cell_ids, problems))
     cmd, env = unshare_command([sys.executable, "-m", "bench", *argv])
-    proc = subprocess.Popen(
+    proc = spawn(  # owned: the kernel kills the inner run (and with it everything) if we die
         cmd,
         env=env,
-        preexec_fn=_die_with_parent,  # the kernel kills the inner run (and with it everything) if we die
         start_new_session=True,  # a terminal's Ctrl-C reaches us only; we pass it on exactly once
     )
 

@@ -13,29 +13,24 @@ import json
 import re
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from . import children
 from .backends import BackendSpec, start_backend
 from .errors import UsageError
 from .locust_cmd import headless_locust
 from .ports import free_port
-from .servers import _die_with_parent
 
 
 def redis_benchmark(port: int, requests: int = 200_000) -> float:
     binary = shutil.which("redis-benchmark") or shutil.which("valkey-benchmark")
     if binary is None:
         raise UsageError("redis-benchmark not found (Debian: apt-get install -y redis-tools)")
-    out = subprocess.run(
-        [binary, "-h", "127.0.0.1", "-p", str(port), "-c", "50", "-n", str(requests), "-t", "lpush", "-q"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=_die_with_parent,  # not left running if the harness is killed
+    out = children.run(  # owned: not left running if the harness is killed
+        [binary, "-h", "127.0.0.1", "-p", str(port), "-c", "50", "-n", str(requests), "-t", "lpush", "-q"], timeout=300
     ).stdout
     match = re.search(r"LPUSH: ([\d.]+) requests per second", out.replace(",", ""))
     if not match:
@@ -62,7 +57,7 @@ def locust_rate(url: str, user: str, users: int, seconds: int, work: Path) -> fl
         "--loglevel",
         "WARNING",
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120, preexec_fn=_die_with_parent)
+    done = children.run(cmd, timeout=seconds + 120)
     if done.returncode != 0:
         raise RuntimeError(f"locust failed: {done.stderr[-500:]}")
     ops = json.loads((out / "summary.json").read_text())["ops"]

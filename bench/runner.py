@@ -6,8 +6,9 @@ backend prepared (bench.backend_pool; external: only with --allow-flush), Locust
 (bench.locust_cmd), the cell's fault injected, server INFO sampled every second, and the repeat's
 results collected: the queue drained, every task counted (bench.collect). Ctrl-C, SIGTERM or a
 crash: results so far (the interrupted cell's too) are written, marked incomplete, and Locust and
-the embedded servers are stopped. Every child process gets PR_SET_PDEATHSIG, so even a SIGKILL of
-the harness leaves no process behind.
+the embedded servers are stopped. Every child process is started by bench.children: it gets
+PR_SET_PDEATHSIG, so even a SIGKILL of the harness leaves no process behind, and a Ctrl-C or SIGTERM
+that arrives while it is forked is raised right after the fork instead of being dropped.
 """
 
 from __future__ import annotations

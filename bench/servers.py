@@ -8,12 +8,10 @@ records their pids in the state folder for ``bench down``.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Protocol
 
 import redis
 
+from .children import spawn
 from .errors import UsageError
 from .ports import LOOPBACK, check_port_free
 
@@ -91,11 +90,6 @@ def start_timeout() -> float:
     if not value > 0:
         raise UsageError(f"{START_TIMEOUT_ENV}={raw!r}: give seconds > 0")
     return value
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
 
 
 class ServerNode(Protocol):
@@ -180,12 +174,12 @@ class RedisServer:
         if self.config.get("cluster-enabled") == "yes":
             check_port_free(self.port + 10000, "cluster bus port", host=self.host)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._proc = subprocess.Popen(
+        self._proc = spawn(
             self.argv(),
+            owned=self.owned,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if self.owned else None,
             start_new_session=True,  # own session: a Ctrl-C in the terminal is handled by the harness, not the servers
         )
         self.pid = self._proc.pid

@@ -17,7 +17,7 @@ import pytest
 from bench import netns, partition_loss, scenario
 from bench.acklog import AckLog
 from bench.audit import AuditLog
-from bench.servers import _die_with_parent
+from bench.children import die_with_parent
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBLEMS = netns.netns_problems()
@@ -41,7 +41,7 @@ def net_namespaces() -> set[str]:
 def in_netns(*args: str, timeout: float = 120) -> dict:
     cmd, env = netns.unshare_command([sys.executable, str(ROOT / "tests" / "netns_checks.py"), *args])
     done = subprocess.run(
-        cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT, preexec_fn=_die_with_parent
+        cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT, preexec_fn=die_with_parent
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
