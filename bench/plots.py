@@ -11,6 +11,7 @@ figure, or None when the runs hold no data for that question. Here: the registry
 from __future__ import annotations
 
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,7 @@ def throughput(runs: list[Run]) -> Figure | None:
         if lines:
             group_top = max(_top(c, op) for op in ops)
             ax.annotate(
-                "\n".join(lines),
+                "\n".join(textwrap.fill(line, 18) for line in lines),  # as narrow as its group: no neighbour hidden
                 (xi, group_top),
                 xytext=(0, 8),
                 textcoords="offset points",
@@ -86,6 +87,7 @@ def throughput(runs: list[Run]) -> Figure | None:
                 va="bottom",
                 fontsize=8,
                 color="tab:red",
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85, "pad": 1},
             )
     ax.set_ylim(0, max(peak, 1) * 1.2)
     ax.set_xticks(x, [cell_label(c, r, len(runs) > 1) for r, c in items], rotation=25, ha="right")

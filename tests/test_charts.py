@@ -426,10 +426,35 @@ def test_throughput_shows_rejections_and_single_repeat() -> None:
     fig = plots.throughput([load_run(SAMPLE)])
     assert fig is not None
     ax = fig.axes[0]
-    notes = " ".join(t.get_text() for t in [*fig.texts, *ax.texts])
+    notes = " ".join(t.get_text().replace("\n", " ") for t in [*fig.texts, *ax.texts])
     assert "1,722 enqueues rejected" in notes and "enqueue errors 1,086" in notes
     assert "1 repeat: no error bars" in notes
     assert sum(bool(p.get_hatch()) for p in ax.patches) == 1  # the enqueue bar of the OOM cell
+
+
+def test_throughput_notes_stay_over_their_own_group(tmp_path: Path) -> None:
+    """Four copies of the sample side by side: 16 narrow groups, each OOM cell's note within its own bars."""
+    from bench import plots
+    from bench.runs import load_run
+
+    runs = []
+    for i in range(4):
+        shutil.copytree(SAMPLE, tmp_path / f"run{i}")
+        runs.append(load_run(tmp_path / f"run{i}"))
+    fig = plots.throughput(runs)
+    assert fig is not None
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    bars = [p for p in ax.patches if p.get_width() < 1 and p.get_label() != "had errors"]
+    notes = [t for t in ax.texts if "rejected" in t.get_text()]
+    assert len(notes) == 4
+    for note in notes:
+        box = note.get_window_extent()
+        centre = ax.transData.inverted().transform(((box.x0 + box.x1) / 2, box.y0))[0]
+        own = [b for b in bars if abs(b.get_x() + b.get_width() / 2 - centre) < 0.5]
+        left = min(b.get_window_extent().x0 for b in own)
+        right = max(b.get_window_extent().x1 for b in own)
+        assert left - 2 <= box.x0 and box.x1 <= right + 2, (note.get_text(), box, left, right)
 
 
 def test_memory_chart_draws_the_limit_and_integer_evictions() -> None:
