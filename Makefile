@@ -23,11 +23,12 @@ demo: $(STAMP) redis
 	$(BIN)/bench demo
 
 # 2 pytest-xdist workers, one test file at a time each: the Docker tests share one daemon and compose cluster in
-# one file. (--dist loadgroup would say that per test, but xdist 3.8 ignores its marks on pytest 9.2: xdist #1386.)
+# one file (--dist loadgroup would say that per test, but xdist 3.8 ignores its marks on pytest 9.2: xdist #1386).
+# Files go out slowest first (tests/conftest.py SLOW_FILES_FIRST), not by their number of tests.
 # PYTEST_WORKERS=0 runs in this one process.
 PYTEST_WORKERS ?= 2
 test: $(STAMP) redis
-	$(BIN)/pytest $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile)
+	$(BIN)/pytest $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 bench: $(STAMP) redis
 	$(BIN)/pytest --benchmark-only
