@@ -178,16 +178,20 @@ def test_spread_fans_out_overlapping_labels_around_where_they_belong() -> None:
     assert spread([], 1) == []
 
 
+def _sample_copies(folder: Path, n: int) -> list[Any]:
+    """``n`` copies of the sample run, loaded: a chart of many cells, overlaid as a user would compare runs."""
+    from bench.runs import load_run
+
+    for i in range(n):
+        shutil.copytree(SAMPLE, folder / f"run{i}")
+    return [load_run(folder / f"run{i}") for i in range(n)]
+
+
 def test_latency_spectrum_labels_never_overlap_and_cells_past_ten_change_marker(tmp_path: Path) -> None:
     """Four copies of the sample overlaid: 16 curves, each label's twin ending at the very same point."""
     from bench import plots
-    from bench.runs import load_run
 
-    copies = []
-    for i in range(4):
-        shutil.copytree(SAMPLE, tmp_path / f"run{i}")
-        copies.append(load_run(tmp_path / f"run{i}"))
-    fig = plots.latency_spectrum(copies)
+    fig = plots.latency_spectrum(_sample_copies(tmp_path, 4))
     assert fig is not None
     fig.canvas.draw()
     for ax in fig.axes[:4]:
@@ -435,13 +439,8 @@ def test_throughput_shows_rejections_and_single_repeat() -> None:
 def test_throughput_notes_stay_over_their_own_group(tmp_path: Path) -> None:
     """Four copies of the sample side by side: 16 narrow groups, each OOM cell's note within its own bars."""
     from bench import plots
-    from bench.runs import load_run
 
-    runs = []
-    for i in range(4):
-        shutil.copytree(SAMPLE, tmp_path / f"run{i}")
-        runs.append(load_run(tmp_path / f"run{i}"))
-    fig = plots.throughput(runs)
+    fig = plots.throughput(_sample_copies(tmp_path, 4))
     assert fig is not None
     fig.canvas.draw()
     ax = fig.axes[0]
