@@ -1,6 +1,6 @@
-"""The wrapping every TaskQueue call gets: the ``operation_timeout`` deadline (``bounded``,
-``operation_deadline``) and the translation of redis-py errors into partition-tagged
-TaskQueueErrors (``typed_error``, ``typed_errors``)."""
+"""The wrapping every TaskQueue call gets: its call scope with the ``operation_timeout`` deadline
+(``bounded``, ``call_scope``) and the translation of redis-py errors into partition-tagged
+TaskQueueErrors, classified by what the call sent (``typed_error``, ``typed_errors``)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
-from .connection import DEADLINE
-from .errors import REDIS_ERRORS, QueueUnavailable, TaskQueueError, translate
+from .connection import CALL, CallScope
+from .errors import AMBIGUOUS_KINDS, REDIS_ERRORS, QueueUnavailable, TaskQueueError, translate
 
 if TYPE_CHECKING:
     from .queue import TaskQueue
@@ -22,8 +22,17 @@ R = TypeVar("R")
 
 def typed_error(exc: BaseException, partition: int | None = None) -> TaskQueueError:
     """The one translation point: every redis-py error (``REDIS_ERRORS``) caught by the queue goes
-    through here and comes out as a TaskQueueError tagged with the partition it was for."""
+    through here and comes out as a TaskQueueError tagged with the partition it was for.
+
+    Classified by what was sent: when a command of the running call went out and its reply never
+    came (noted by the connection, see ``taskqueue.connection``), the call's outcome is unknown,
+    whatever a later attempt failed with (a retry refused, CLUSTERDOWN, no node reachable)."""
     err = translate(exc)
+    scope = CALL.get()
+    if scope is not None and scope.reply_lost is not None and err.kind not in AMBIGUOUS_KINDS:
+        err = QueueUnavailable(
+            f"{scope.reply_lost}: a command of this call got no reply, then {err}", cause=exc, kind=scope.reply_lost
+        )
     err.partition = partition
     return err
 
@@ -43,39 +52,46 @@ def _name_the_deadline(exc: QueueUnavailable, timeout: float) -> None:
         exc.args = (f"{message} (operation_timeout={timeout:g}s)",)
 
 
+def _new_scope(timeout: float | None) -> CallScope:
+    return CallScope(None if timeout is None else time.monotonic() + timeout, timeout)
+
+
 @contextmanager
-def operation_deadline(timeout: float | None) -> Iterator[None]:
-    """Start the operation deadline for the calls inside, unless one is already running (a public
-    method calling another keeps the outer call's deadline) or there is no ``operation_timeout``."""
-    if timeout is None or DEADLINE.get() is not None:
+def call_scope(timeout: float | None) -> Iterator[None]:
+    """Run the calls inside in one ``CallScope`` (with the ``operation_timeout`` deadline, if any),
+    unless one is already running: a public method calling another stays in the outer call."""
+    if CALL.get() is not None:
         yield
         return
-    token = DEADLINE.set((time.monotonic() + timeout, timeout))
+    token = CALL.set(_new_scope(timeout))
     try:
         yield
     except QueueUnavailable as exc:
-        _name_the_deadline(exc, timeout)
+        if timeout is not None:
+            _name_the_deadline(exc, timeout)
         raise
     finally:
-        DEADLINE.reset(token)
+        CALL.reset(token)
 
 
 def bounded(method: Callable[Concatenate[TaskQueue, P], R]) -> Callable[Concatenate[TaskQueue, P], R]:
-    """A public method bounded by ``operation_timeout`` (see ``operation_deadline``), retries included.
-    Inlined rather than ``with operation_deadline(…)``: it wraps the hot path of every operation."""
+    """A public method run in its own call scope (see ``call_scope``): bounded by ``operation_timeout``,
+    retries included, and with what it sent tracked. Inlined rather than ``with call_scope(…)``: it
+    wraps the hot path of every operation."""
 
     @functools.wraps(method)
     def wrapper(self: TaskQueue, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        timeout = self.settings.operation_timeout
-        if timeout is None or DEADLINE.get() is not None:
+        if CALL.get() is not None:
             return method(self, *args, **kwargs)
-        token = DEADLINE.set((time.monotonic() + timeout, timeout))
+        timeout = self.settings.operation_timeout
+        token = CALL.set(_new_scope(timeout))
         try:
             return method(self, *args, **kwargs)
         except QueueUnavailable as exc:
-            _name_the_deadline(exc, timeout)
+            if timeout is not None:
+                _name_the_deadline(exc, timeout)
             raise
         finally:
-            DEADLINE.reset(token)
+            CALL.reset(token)
 
     return wrapper

@@ -4,28 +4,35 @@ redis-py 8 quirks handled here: ``RedisCluster(startup_nodes=[{"host":…}])`` r
 AttributeError (it wants ``ClusterNode``), and ``max_connections_per_node`` is silently ignored
 (the pool stays at its default). We pass ``max_connections`` (per node) and check it afterwards.
 
-The operation deadline (``operation_timeout``): redis-py's Retry and sockets know nothing of a
-deadline, so with one set the client is built from deadline-aware parts that read the running
-call's deadline from ``DEADLINE`` (a context variable: per thread and per greenlet):
+Every public call runs in a ``CallScope`` (a context variable: per thread and per greenlet), which
+its connections use for two things:
 
-- ``DeadlineConnection`` caps each attempt's connect, send and read timeout to the time left,
-  and fails with ``DeadlineExceeded`` (dropping the connection) once none is left;
-- ``DeadlineRetry`` stops retrying when the deadline has passed and never sleeps beyond it;
-- ``DeadlineBlockingConnectionPool`` waits for a free connection at most the time left.
-
-Without ``operation_timeout`` the client is built exactly as before: no per-call cost.
+- **What was sent.** ``_CallMixin`` (on every connection the queue builds) notes in the scope when
+  a command of the call went out and its reply never came (a timeout or a lost connection after
+  the send). The translation point then calls the failure ambiguous even when the last attempt's
+  error alone looks like a rejection (a retry that found the node refusing connections). The
+  connection handshake (HELLO, AUTH, CLIENT SETINFO, READONLY) does not count: it stores nothing.
+- **The operation deadline** (``operation_timeout``): redis-py's Retry and sockets know nothing of
+  a deadline, so each attempt's connect, send and read timeout is capped to the time left, and
+  the call fails with ``DeadlineExceeded`` (dropping the connection) once none is left;
+  ``DeadlineRetry`` stops retrying at the deadline and ``DeadlineBackoff`` never sleeps beyond it
+  (redis-py 8.2's cluster client sleeps ``retry._backoff`` between its own attempts);
+  ``DeadlineBlockingConnectionPool`` waits for a free connection at most the time left.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
+from redis import exceptions as rex
+from redis.backoff import AbstractBackoff, ExponentialWithJitterBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import SENTINEL
 from redis.retry import Retry
@@ -36,20 +43,42 @@ from .settings import QueueSettings, redact_url
 Client = redis.Redis | RedisCluster
 T = TypeVar("T")
 
-# The running public call's (deadline on time.monotonic(), operation_timeout); None: unbounded.
-DEADLINE: ContextVar[tuple[float, float] | None] = ContextVar("taskqueue_deadline", default=None)
+
+@dataclass(slots=True)
+class CallScope:
+    """The running public call: its deadline (on time.monotonic(); None: unbounded), its
+    ``operation_timeout``, and whether a command it sent lost its reply (``"timeout"`` or
+    ``"connection_lost"``, the first such failure; None while every sent command was answered)."""
+
+    deadline: float | None = None
+    timeout: float | None = None
+    reply_lost: str | None = None
+
+
+CALL: ContextVar[CallScope | None] = ContextVar("taskqueue_call", default=None)
 
 
 def time_left() -> float | None:
     """Seconds left before the running call's deadline (may be <= 0); None outside a bounded call."""
-    scope = DEADLINE.get()
-    return None if scope is None else scope[0] - time.monotonic()
+    scope = CALL.get()
+    return None if scope is None or scope.deadline is None else scope.deadline - time.monotonic()
 
 
 def _expired(before: str) -> DeadlineExceeded:
-    scope = DEADLINE.get()
-    limit = f"{scope[1]:g}s" if scope else "?"
+    scope = CALL.get()
+    limit = f"{scope.timeout:g}s" if scope is not None and scope.timeout is not None else "?"
     return DeadlineExceeded(f"operation_timeout={limit} ran out before {before}")
+
+
+# What a send or a read raises when the bytes may have gone out and no reply came back.
+_NO_REPLY_ERRORS = (rex.ConnectionError, rex.TimeoutError, OSError)
+
+
+def _note_reply_lost(error: BaseException) -> None:
+    scope = CALL.get()
+    if scope is not None and scope.reply_lost is None and not isinstance(error, rex.AuthenticationError):
+        timed_out = isinstance(error, rex.TimeoutError | TimeoutError)
+        scope.reply_lost = "timeout" if timed_out else "connection_lost"
 
 
 if TYPE_CHECKING:  # what the mixin is mixed into, for the type checker; at run time a plain mixin
@@ -58,10 +87,14 @@ else:
     _MixedInto = object
 
 
-class _DeadlineMixin(_MixedInto):
-    """Per attempt: socket timeouts capped to the time left; none left, DeadlineExceeded.
+class _CallMixin(_MixedInto):
+    """Per attempt: a lost reply noted in the call's scope; socket timeouts capped to the time
+    left, and none left, DeadlineExceeded.
 
-    Mixed into redis-py's connection classes (TCP, TLS, unix socket), in front of them in the MRO."""
+    Mixed into redis-py's connection classes (TCP, TLS, unix socket), in front of them in the MRO.
+    A connection not used inside a call (no scope) behaves exactly as redis-py's own."""
+
+    _in_handshake = False
 
     def _arm(self, before: str) -> None:
         left = time_left()
@@ -72,6 +105,7 @@ class _DeadlineMixin(_MixedInto):
             raise _expired(before)
         if sock is None:
             return
+        # Outside a bounded call, the configured timeout again (an earlier bounded call capped it).
         wanted = self.socket_timeout if left is None else min(self.socket_timeout or left, left)
         if sock.gettimeout() != wanted:
             sock.settimeout(wanted)
@@ -90,11 +124,24 @@ class _DeadlineMixin(_MixedInto):
         finally:
             self.socket_connect_timeout, self.socket_timeout = saved
 
+    def connect_check_health(self, *args: Any, **kwargs: Any) -> Any:
+        # The handshake (HELLO/AUTH/SETINFO/READONLY) stores nothing: its lost reply is no lost write.
+        self._in_handshake = True
+        try:
+            return super().connect_check_health(*args, **kwargs)
+        finally:
+            self._in_handshake = False
+
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        if self._sock is None:
+        if self._sock is None:  # connect first: a refused connect sent nothing
             self.connect_check_health(check_health=False)
         self._arm("sending")
-        super().send_packed_command(command, check_health)
+        try:
+            super().send_packed_command(command, check_health)
+        except _NO_REPLY_ERRORS as error:
+            if not self._in_handshake:
+                _note_reply_lost(error)
+            raise
 
     def read_response(
         self,
@@ -104,21 +151,27 @@ class _DeadlineMixin(_MixedInto):
         disconnect_on_error: bool = True,
         push_request: bool = False,
     ) -> Any:
-        self._arm("reading the reply")
-        return super().read_response(
-            disable_decoding, timeout=timeout, disconnect_on_error=disconnect_on_error, push_request=push_request
-        )
+        try:
+            self._arm("reading the reply")
+            return super().read_response(
+                disable_decoding, timeout=timeout, disconnect_on_error=disconnect_on_error, push_request=push_request
+            )
+        except _NO_REPLY_ERRORS as error:  # a reply error (ResponseError) is an answer: not caught here
+            if not self._in_handshake:
+                _note_reply_lost(error)
+            raise
 
 
 @cache
-def deadline_connection_class(base: type[redis.Connection]) -> type[redis.Connection]:
-    """``base`` (Connection, SSLConnection, UnixDomainSocketConnection …) bounded by the deadline."""
-    if issubclass(base, _DeadlineMixin):
+def call_connection_class(base: type[redis.Connection]) -> type[redis.Connection]:
+    """``base`` (Connection, SSLConnection, UnixDomainSocketConnection …) with the call's scope:
+    lost replies noted, the deadline kept."""
+    if issubclass(base, _CallMixin):
         return base
-    return type(f"Deadline{base.__name__}", (_DeadlineMixin, base), {})
+    return type(f"Call{base.__name__}", (_CallMixin, base), {})
 
 
-DeadlineConnection = deadline_connection_class(redis.Connection)
+CallConnection = call_connection_class(redis.Connection)
 
 
 class DeadlineBlockingConnectionPool(redis.BlockingConnectionPool):
@@ -172,9 +225,28 @@ class DeadlineRetry(Retry):
                     time.sleep(backoff)
 
 
+class DeadlineBackoff(AbstractBackoff):
+    """A backoff whose delay never runs past the running call's deadline. redis-py 8.2's cluster
+    client sleeps ``retry._backoff.compute(failures)`` between its attempts itself, outside
+    ``Retry.call_with_retry``, so the cap must live in the backoff."""
+
+    def __init__(self, inner: AbstractBackoff) -> None:
+        self.inner = inner
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+    def compute(self, failures: int) -> float:
+        delay = self.inner.compute(failures)
+        left = time_left()
+        return delay if left is None else max(0.0, min(delay, left))
+
+
 def _retry(settings: QueueSettings) -> Retry:
-    retry_class = Retry if settings.operation_timeout is None else DeadlineRetry
-    return retry_class(ExponentialWithJitterBackoff(base=0.01, cap=0.5), settings.retries)
+    backoff = ExponentialWithJitterBackoff(base=0.01, cap=0.5)
+    if settings.operation_timeout is None:
+        return Retry(backoff, settings.retries)
+    return DeadlineRetry(DeadlineBackoff(backoff), settings.retries)
 
 
 def _common(settings: QueueSettings) -> dict[str, Any]:
@@ -194,9 +266,35 @@ def build_standalone(url: str, settings: QueueSettings) -> redis.Redis:
     pool_class = _blocking_pool_class(settings) if settings.pool_blocking else redis.ConnectionPool
     extra: dict[str, Any] = {"timeout": settings.pool_timeout} if settings.pool_blocking else {}
     pool = pool_class.from_url(url, retry=_retry(settings), **_common(settings), **extra, **settings.extra)
-    if settings.operation_timeout is not None:  # the scheme picked the class (TCP, TLS, unix): bound it
-        pool.connection_class = deadline_connection_class(pool.connection_class)
+    pool.connection_class = call_connection_class(pool.connection_class)  # the scheme picked TCP, TLS or unix
     return redis.Redis(connection_pool=pool)
+
+
+class _Cluster(RedisCluster):
+    """RedisCluster whose default node stays replaced after it failed.
+
+    redis-py 8.2 only *requests* a topology refresh after a timeout and runs it on the next
+    attempt; that refresh sets the default node back to the first primary, undoing the
+    ``replace_default_node()`` of the failed attempt. A stopped first primary then fails every
+    attempt of the constructor's ``COMMAND`` (8.1 connected in about 1 s; 8.2 raised TimeoutError
+    after all its retries). So the node that failed as default is avoided while another primary
+    is known."""
+
+    _failed_default: str | None = None
+
+    def replace_default_node(self, target_node: ClusterNode = None) -> None:  # type: ignore[assignment]
+        failed = self.nodes_manager.default_node
+        super().replace_default_node(target_node)
+        if target_node is None and failed is not None:
+            self._failed_default = failed.name
+
+    def get_default_node(self) -> ClusterNode:
+        node = self.nodes_manager.default_node
+        if node is not None and node.name == self._failed_default:
+            others = [n for n in self.get_primaries() if n.name != self._failed_default]
+            if others:
+                node = self.nodes_manager.default_node = random.choice(others)
+        return node  # type: ignore[return-value]  # None before the first refresh, as in redis-py
 
 
 def build_cluster(nodes: list[tuple[str, int]], settings: QueueSettings) -> RedisCluster:
@@ -207,9 +305,8 @@ def build_cluster(nodes: list[tuple[str, int]], settings: QueueSettings) -> Redi
     if settings.pool_blocking:
         kwargs.update(connection_pool_class=_blocking_pool_class(settings), timeout=settings.pool_timeout)
     extra = dict(settings.extra)
-    if settings.operation_timeout is not None:
-        kwargs["connection_class"] = deadline_connection_class(extra.pop("connection_class", redis.Connection))
-    return RedisCluster(
+    kwargs["connection_class"] = call_connection_class(extra.pop("connection_class", redis.Connection))
+    return _Cluster(
         url=f"redis://{host}:{port}",
         startup_nodes=[ClusterNode(h, p) for h, p in rest],
         retry=_retry(settings),

@@ -18,9 +18,17 @@ translate (``RedisClusterException`` is not a ``RedisError``). Kinds, by typed e
 
 Only ``AMBIGUOUS_KINDS`` leave a write's outcome unknown; every other kind is a rejection.
 
+Classified by what was sent. A write is ambiguous when its command may have left the client: a
+timeout, a connection lost after the send, or a cluster client error (redis-py 8.2's
+``RedisClusterUnreachableError``) caused by a command error on a connection the command was
+written to. It is a rejection only when nothing was sent: connect refused, no node reachable while
+mapping the cluster, an exhausted pool, bad credentials, a reply that refused it (OOM …). The
+queue adds what one exception cannot show, an earlier attempt of the same call whose reply was
+lost (``taskqueue.calls.typed_error``).
+
 A call that runs out of its ``operation_timeout`` fails with kind ``timeout``: the client raises
 ``DeadlineExceeded`` (a redis-py ``TimeoutError``), and ``classify`` also finds it in the cause
-chain of a cluster client error (a topology refresh cut short by the deadline).
+chain of a cluster client error (redis-py 8.1: a topology refresh cut short by the deadline).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from __future__ import annotations
 import errno
 
 from redis import exceptions as rex
+from redis.connection import AbstractConnection
 
 __all__ = [
     "AMBIGUOUS_KINDS",
@@ -168,13 +177,27 @@ def _deadline_in_chain(exc: BaseException) -> bool:
     return False
 
 
+def _written_to(exc: BaseException) -> bool:
+    """The cluster client failed on a connection it had checked out, so the command may have been
+    written to it. redis-py sets ``.connection`` to that connection, or to the ClusterNode when it
+    never got one (the connect or its handshake failed: nothing of the command was sent)."""
+    return isinstance(getattr(exc, "connection", None), AbstractConnection)
+
+
 def _classify_cluster_client(exc: rex.RedisClusterException) -> str:
-    """RedisClusterException and subclasses: raised by the cluster client itself, before sending."""
+    """RedisClusterException and subclasses: raised by the cluster client itself, either before
+    sending (no node to map the slots from) or, in redis-py 8.2, *instead of* the command's own
+    connection or timeout error once a topology refresh reached no node: that error is the cause,
+    and classified as itself when the command had been written (a timed-out write may have run)."""
     if _deadline_in_chain(exc):  # e.g. the slot-map refresh after a timeout ran out of deadline
         return "timeout"
     cause = exc.__cause__ or exc.__context__
     if cause is not None and classify(cause) == "auth":
         return "auth"
+    if isinstance(cause, rex.ConnectionError | rex.TimeoutError) and _written_to(cause):
+        kind = classify(cause)
+        if kind in AMBIGUOUS_KINDS:
+            return kind
     message = str(exc)
     if isinstance(exc, rex.SlotNotCoveredError) or "not covered" in message:
         return "clusterdown"

@@ -12,9 +12,9 @@ from typing import Any
 from redis import exceptions as rex
 from redis.cluster import RedisCluster
 
-from .calls import bounded, operation_deadline, typed_error, typed_errors
+from .calls import bounded, call_scope, typed_error, typed_errors
 from .codec import IdFactory, encode_record
-from .connection import DEADLINE, Client, build_cluster, build_standalone, endpoint_report, pool_report, server_report
+from .connection import Client, build_cluster, build_standalone, endpoint_report, pool_report, server_report, time_left
 from .engines import ENGINES, make_engine
 from .errors import REDIS_ERRORS, TaskQueueError
 from .keys import PartitionKeys, partition_keys, queue_pattern
@@ -89,7 +89,7 @@ class TaskQueue:
             raise ValueError("give exactly one of redis_url or cluster_nodes (or use TaskQueue.from_env())")
         self.settings = settings
         self.is_cluster = cluster_nodes is not None
-        with operation_deadline(settings.operation_timeout):  # one deadline for all the constructor's I/O
+        with call_scope(settings.operation_timeout):  # one scope (and deadline) for all the constructor's I/O
             self._connect(redis_url, cluster_nodes, engine)
 
     def _connect(self, redis_url: str | None, cluster_nodes: str | Iterable[Any] | None, engine: str) -> None:
@@ -297,9 +297,9 @@ class TaskQueue:
             # Block on one partition for a slice, so the others are looked at again soon; the
             # reply of a blocking wait must arrive well within the socket and operation timeouts.
             bound = self.settings.socket_timeout
-            scope = DEADLINE.get()
-            if scope is not None:
-                bound = min(bound, scope[0] - time.monotonic())
+            left = time_left()
+            if left is not None:
+                bound = min(bound, left)
             slice_s = max(0.01, min(remaining, 1.0, bound / 2) / self.partitions)
             tasks = self.engine.wait(start % self.partitions, count, slice_s)
             if tasks:

@@ -18,6 +18,7 @@ import pytest
 import redis
 from conftest import SERVER_PASSWORD
 from redis import exceptions as rex
+from redis.cluster import ClusterNode
 
 from bench.audit import outcome_of
 from bench.ports import LOOPBACK
@@ -25,7 +26,9 @@ from bench.servers import RedisServer
 from taskqueue import AccessDenied, PoolExhausted, QueueFull, QueueUnavailable, Task, TaskQueue, TaskQueueError
 from taskqueue import queue as queue_module
 from taskqueue.engines import make_engine
-from taskqueue.errors import AMBIGUOUS_KINDS, REDIS_ERRORS, classify, translate
+from taskqueue.errors import AMBIGUOUS_KINDS, REDIS_ERRORS, DeadlineExceeded, classify, translate
+
+pytestmark = pytest.mark.client  # make test-latest runs this file under the newest redis-py too
 
 
 def _chained(exc: BaseException, cause: BaseException) -> BaseException:
@@ -37,6 +40,29 @@ def _chained(exc: BaseException, cause: BaseException) -> BaseException:
 
 
 UNREACHABLE = "Redis Cluster cannot be connected. Please provide at least one reachable node: "
+# redis-py 8.2's subclass of RedisClusterException; under 8.1 its base raises the same shapes (the
+# classification reads the cause, not the subclass), so these cases run under both.
+UNREACHABLE_ERROR: type[rex.RedisClusterException] = getattr(
+    rex, "RedisClusterUnreachableError", rex.RedisClusterException
+)
+WRITTEN = redis.Connection(host="127.0.0.1", port=1)  # a checked-out connection: the command went out on it
+NEVER_CONNECTED = ClusterNode("127.0.0.1", 1)  # redis-py's .connection when it never got one
+
+
+def _on(exc: BaseException, connection: object) -> BaseException:
+    """``exc`` as the cluster client raises it: ``.connection`` names where it failed."""
+    exc.connection = connection  # type: ignore[attr-defined]
+    return exc
+
+
+def _unreachable_instead_of(command_error: BaseException) -> BaseException:
+    """redis-py 8.2, once a refresh after the command's failure reached no node: the command's error
+    is the cause and the context is suppressed (redis.cluster._error_to_raise)."""
+    outage = UNREACHABLE_ERROR(UNREACHABLE + "operation_timeout=1s ran out before connecting")
+    outage.__cause__ = command_error
+    outage.__suppress_context__ = True
+    return outage
+
 
 # (id, exception, kind, typed error class, audit outcome of an enqueue failing this way)
 CASES: list[tuple[str, BaseException, str, type[TaskQueueError], str]] = [
@@ -256,6 +282,68 @@ CASES: list[tuple[str, BaseException, str, type[TaskQueueError], str]] = [
         "ambiguous",
     ),
     ("ResponseError-generic", rex.ResponseError("ERR unknown command 'FOO'"), "other", TaskQueueError, "rejected"),
+    # The shapes a frozen or killed cluster master gives (seen on real servers, tests/test_sent.py).
+    (
+        "8.2-unreachable-instead-of-a-timeout-on-a-written-connection",
+        _unreachable_instead_of(_on(rex.TimeoutError("Timeout reading from 127.0.0.1:7000"), WRITTEN)),
+        "timeout",
+        QueueUnavailable,
+        "ambiguous",
+    ),
+    (
+        "8.2-unreachable-instead-of-a-lost-connection-on-a-written-connection",
+        _unreachable_instead_of(_on(rex.ConnectionError("Connection closed by server."), WRITTEN)),
+        "connection_lost",
+        QueueUnavailable,
+        "ambiguous",
+    ),
+    (
+        "8.2-unreachable-instead-of-a-refused-connect",
+        _unreachable_instead_of(
+            _on(rex.ConnectionError("Error 111 connecting to 127.0.0.1:7000. Connection refused."), NEVER_CONNECTED)
+        ),
+        "cluster_unreachable",
+        QueueUnavailable,
+        "rejected",
+    ),
+    (
+        "8.2-unreachable-instead-of-a-connect-timeout",
+        _unreachable_instead_of(_on(rex.TimeoutError("Timeout connecting to server"), NEVER_CONNECTED)),
+        "cluster_unreachable",
+        QueueUnavailable,
+        "rejected",
+    ),
+    (
+        "8.2-unreachable-mapping-the-cluster",
+        _chained(
+            UNREACHABLE_ERROR(UNREACHABLE + "Error 111 connecting to 127.0.0.1:7000. Connection refused."),
+            rex.ConnectionError("Error 111 connecting to 127.0.0.1:7000. Connection refused."),
+        ),
+        "cluster_unreachable",
+        QueueUnavailable,
+        "rejected",
+    ),
+    (
+        "8.1-unreachable-after-the-deadline",
+        _chained(
+            rex.RedisClusterException(UNREACHABLE + "operation_timeout=1s ran out before connecting"),
+            _chained(
+                DeadlineExceeded("operation_timeout=1s ran out before connecting"),
+                _on(rex.TimeoutError("Timeout reading from socket"), WRITTEN),
+            ),
+        ),
+        "timeout",
+        QueueUnavailable,
+        "ambiguous",
+    ),
+    (
+        # The last attempt never got a connection; an earlier one may have sent the write: kept ambiguous.
+        "8.1-and-8.2-timeout-on-a-node-after-retries",
+        _on(rex.TimeoutError("Timeout reading from socket"), NEVER_CONNECTED),
+        "timeout",
+        QueueUnavailable,
+        "ambiguous",
+    ),
 ]
 
 

@@ -26,8 +26,10 @@ from bench.backends import BackendSpec, ClusterBackend, start_backend
 from bench.ports import free_port
 from bench.servers import RedisServer, find_server_bin
 from taskqueue import PoolExhausted, QueueFull, QueueSettings, QueueUnavailable, TaskQueue, TaskQueueError
-from taskqueue.connection import DEADLINE, DeadlineRetry
+from taskqueue.connection import CALL, CallScope, DeadlineBackoff, DeadlineRetry
 from taskqueue.errors import AMBIGUOUS_KINDS, DeadlineExceeded, PayloadTooLarge
+
+pytestmark = pytest.mark.client  # make test-latest runs this file under the newest redis-py too
 
 
 @pytest.fixture(params=["list", "stream"])
@@ -428,13 +430,13 @@ def test_deadline_retry_stops_at_the_deadline() -> None:
         attempts.append(time.monotonic())
         raise RedisTimeoutError("Timeout reading from socket")
 
-    token = DEADLINE.set((time.monotonic() + 0.35, 0.35))
+    token = CALL.set(CallScope(time.monotonic() + 0.35, 0.35))
     started = time.monotonic()
     try:
         with pytest.raises(RedisTimeoutError):
             retry.call_with_retry(attempt, lambda _error: None)
     finally:
-        DEADLINE.reset(token)
+        CALL.reset(token)
     assert time.monotonic() - started < 0.35 + 0.15
     assert 3 <= len(attempts) <= 5
     # A DeadlineExceeded ends the retries at once; outside a bounded call it is plain Retry.
@@ -444,12 +446,12 @@ def test_deadline_retry_stops_at_the_deadline() -> None:
         calls.append(1)
         raise DeadlineExceeded("operation_timeout=1s ran out before sending")
 
-    token = DEADLINE.set((time.monotonic() + 10, 10.0))
+    token = CALL.set(CallScope(time.monotonic() + 10, 10.0))
     try:
         with pytest.raises(DeadlineExceeded):
             retry.call_with_retry(expired, lambda _error: None)
     finally:
-        DEADLINE.reset(token)
+        CALL.reset(token)
     assert len(calls) == 1
     unbounded = DeadlineRetry(ConstantBackoff(0), 3)
     with pytest.raises(RedisTimeoutError):
@@ -457,12 +459,30 @@ def test_deadline_retry_stops_at_the_deadline() -> None:
     assert len(attempts) >= 3 + 4
 
 
+def test_deadline_backoff_never_sleeps_past_the_deadline() -> None:
+    """redis-py 8.2's cluster client sleeps ``retry._backoff.compute(n)`` itself, outside Retry: the
+    backoff is what must stop at the deadline."""
+    backoff = DeadlineBackoff(ConstantBackoff(0.5))
+    assert backoff.compute(1) == 0.5  # outside a call: the backoff as configured
+    token = CALL.set(CallScope(time.monotonic() + 0.2, 0.2))
+    try:
+        assert 0.1 < backoff.compute(1) <= 0.2
+        CALL.set(CallScope(time.monotonic() - 1, 0.2))
+        assert backoff.compute(1) == 0.0
+    finally:
+        CALL.reset(token)
+
+
 def test_without_operation_timeout_the_client_is_plain_redis_py(standalone) -> None:
+    """No deadline parts: redis-py's own Retry and backoff; the connection class is redis-py's,
+    with only the mixin that notes a lost reply (see test_sent.py)."""
     q = TaskQueue(standalone.url, name="plain")
     try:
         assert isinstance(q.client, redis.Redis)
-        assert q.client.connection_pool.connection_class is redis.Connection
-        assert type(q.client.connection_pool.connection_kwargs["retry"]).__name__ == "Retry"
+        connection_class = q.client.connection_pool.connection_class
+        assert connection_class.__mro__[2] is redis.Connection and issubclass(connection_class, redis.Connection)
+        retry = q.client.connection_pool.connection_kwargs["retry"]
+        assert type(retry).__name__ == "Retry" and type(retry._backoff).__name__ == "ExponentialWithJitterBackoff"
     finally:
         q.close()
 
