@@ -116,13 +116,20 @@ def run_scenario(
     SIGTERM; both write the results so far and stop Locust and the servers."""
     from datetime import datetime
 
+    from . import clientlib, netns, scenario
     from . import docker as compose
-    from . import netns, scenario
     from .external import External
     from .runner import Runner
 
     with sigterm_as_interrupt():
         loaded = scenario.load(name, overrides)
+        # Each cell's redis-py release, installed now: before any server starts, outside the namespace.
+        clientlib.prepare(
+            (c.harness["redis_py"] for c in loaded.cells),
+            backends.default_state_dir(),
+            offline=netns.inside(),
+            console=console,
+        )
         partitioned = netns.wanted(loaded.cells)
         if partitioned and not netns.inside():  # network faults: the whole run goes on in a private namespace
             other = bool(redis_url or cluster_nodes)

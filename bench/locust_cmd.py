@@ -97,9 +97,13 @@ def locust_command(params: dict[str, Any], opts: LoadOptions, rep_dir: Path) -> 
     return cmd
 
 
-def locust_env(opts: LoadOptions) -> dict[str, str]:
-    """The child's environment: ours plus the options kept off the command line."""
-    return {**os.environ, **opts.as_env()}
+def locust_env(opts: LoadOptions, client_path: Path | None = None) -> dict[str, str]:
+    """The child's environment: ours plus the options kept off the command line; with ``client_path``
+    (a cell's ``redis_py``, see ``bench.clientlib``) that redis-py first on its path."""
+    env = {**os.environ, **opts.as_env()}
+    if client_path is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(client_path), os.environ.get("PYTHONPATH")]))
+    return env
 
 
 def launch(cmd: list[str], env: dict[str, str], rep_dir: Path) -> subprocess.Popen[bytes]:

@@ -21,6 +21,7 @@ from .report_soak import drift_findings, drift_section, fault_series_section
 from .report_tables import (
     capacity_findings,
     capacity_section,
+    client_section,
     fault_section,
     lost_text,
     open_loop_section,
@@ -147,6 +148,7 @@ def markdown(run: Run) -> str:
     if faulted:
         parts += fault_section(faulted)
         parts += loss_section(faulted)  # network partitions: lost vs acknowledged by the cut-off master
+    parts += client_section(run.cells)  # client-upgrade: cells that differ only in their redis-py release
     parts += fault_series_section(run.cells) + drift_section(run.cells)
     parts += open_loop_section(run.cells) + server_section(run.cells)
     rows = []

@@ -297,3 +297,62 @@ def capacity_section(summary: dict[str, Any]) -> list[str]:
         "Ratios are to the best configuration of this run; a lower bound bounds its ratio from one side only.",
         "",
     ]
+
+
+def client_version(cell: dict[str, Any]) -> str | None:
+    """The redis-py release the cell's load really ran (read back by its Locust process)."""
+    return ((cell.get("effective") or {}).get("queue") or {}).get("redis_py")
+
+
+def client_pairs(cells: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Groups of cells that differ only in ``redis_py`` and ran different releases (``client-upgrade``)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for c in cells:
+        rest = {k: v for k, v in c["params"].items() if k != "redis_py"}
+        groups.setdefault(repr(sorted(rest.items())), []).append(c)
+    return [g for g in groups.values() if len({client_version(c) for c in g}) > 1]
+
+
+def client_section(cells: list[dict[str, Any]]) -> list[str]:
+    """What upgrading redis-py changes at a failover: per fault, the cells under each release side by side."""
+    pairs = client_pairs(cells)
+    if not pairs:
+        return []
+    rows = []
+    for group in pairs:
+        for c in group:
+            f, a = c.get("fault") or {}, c["audit"]
+            unavailable, _ = fault_windows(f)
+            saw, promoted = f.get("client_saw_new_master_at_s"), f.get("promoted_at_s")
+            lag = saw - promoted if saw is not None and promoted is not None else None
+            kinds: dict[str, int] = {}
+            for per_kind in c["errors"].values():
+                for kind, count in per_kind.items():
+                    kinds[kind] = kinds.get(kind, 0) + count
+            errors = ", ".join(f"{k} {v:,}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])) or "none"
+            rows.append(
+                [
+                    c["id"],
+                    str(client_version(c) or "–"),
+                    seconds_without_success(unavailable, 2),
+                    "≤ 0" if lag is not None and lag <= 0 else n(lag, 2),  # seen before the promotion was
+                    errors,
+                    n(a.get("ambiguous")),
+                    n(a.get("rejected")),
+                    lost_text(a),
+                    n(a.get("duplicates")),
+                    n(a.get("delivered_after_reject")),
+                ]
+            )
+    headers = ["cell", "redis-py", "unavailable (no success)", "recovery lag s", "errors by kind"]
+    headers += ["ambiguous", "rejected", "LOST", "duplicated", "delivered after reject"]
+    return [
+        "## What upgrading redis-py changes at a failover",
+        "",
+        "Cells that differ only in the redis-py release their load ran (read back from the load process). Recovery "
+        "lag: from the replica's promotion to the client's first success on it (≤ 0: the client was served before "
+        "the promotion was seen by polling).",
+        "",
+        table(headers, rows),
+        "",
+    ]

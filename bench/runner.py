@@ -21,9 +21,10 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from . import faults, periodic
+from . import clientlib, faults, periodic
 from .backend_kinds import ClusterBackend
 from .backend_pool import BackendPool, refuse_unsupported
+from .backends import default_state_dir
 from .collect import collect, combine_cell, load_only
 from .drain import probe_queue
 from .external import External
@@ -156,7 +157,8 @@ class Runner:
         ran_to_end = False
         try:
             opts = cell_load_options(cell, target, queue_name, rep_dir)
-            proc = launch(locust_command(params, opts, rep_dir), locust_env(opts), rep_dir)
+            client_path = clientlib.path_for(params["redis_py"], default_state_dir())
+            proc = launch(locust_command(params, opts, rep_dir), locust_env(opts, client_path), rep_dir)
             started = wait_for_start(proc, rep_dir)
             probe = LoadProbe(proc.pid, probe_queue(target, params, queue_name))
             probe.start()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import clientlib
 from .errors import UsageError
 from .options import OPTIONS, WEIGHTS, LoadOptions, Option
 from .validate import POLICIES, maxmemory_bytes
@@ -69,6 +70,7 @@ HARNESS: dict[str, Param] = {
     "min_replicas_max_lag": Param(
         int, 10, lambda x: 1 <= x <= 3600, "seconds 1..3600 (a replica is good while it acked this recently)"
     ),
+    "redis_py": Param(str, clientlib.INSTALLED, clientlib.is_valid, clientlib.VALID),
 }
 # A scenario's defaults where they differ from the load options' own (which plain `locust -f` uses).
 # A cell is short (10 s), then drained for up to drain_timeout (20 s): a task a stopped consumer
@@ -92,7 +94,7 @@ _ORDER = (
     *("pool_blocking", "partitions", "payload_bytes", "batch_size", "processing_ms", "rate", "producer_weight"),
     *("consumer_weight", "mixed_weight", "visibility_timeout", "maxmemory", "maxmemory_policy", "fault"),
     *("fault_at", "fault_partition", "fault_duration", "node_timeout", "engine", "queue", "server_bin"),
-    *("sync_replicas", "min_replicas_to_write", "min_replicas_max_lag"),
+    *("sync_replicas", "min_replicas_to_write", "min_replicas_max_lag", "redis_py"),
 )
 PARAMS: dict[str, Param] = {k: (HARNESS | _LOAD)[k] for k in _ORDER} | {
     k: v for k, v in (HARNESS | _LOAD).items() if k not in _ORDER
