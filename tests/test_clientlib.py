@@ -24,8 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.parametrize(
     ("spec", "valid"),
-    [("installed", True), ("latest", True), ("8.1.0", True), ("8.2", True), ("8.2.0rc1", True)]
-    + [("", False), ("8", False), ("newest", False), ("8.1.0; rm -rf /", False), ("redis==8.1.0", False)],
+    [
+        *[("installed", True), ("latest", True), ("8.1.0", True), ("8.2", True), ("8.2.0rc1", True)],
+        *[("", False), ("8", False), ("newest", False), ("8.1.0; rm -rf /", False), ("redis==8.1.0", False)],
+    ],
 )
 def test_which_specs_are_valid(spec: str, valid: bool) -> None:
     assert clientlib.is_valid(spec) is valid
