@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -182,3 +183,20 @@ def _close_figures() -> Iterator[None]:
     yield
     if "matplotlib.pyplot" in sys.modules:
         sys.modules["matplotlib.pyplot"].close("all")
+
+
+@pytest.fixture(scope="module")
+def stoppable_cluster() -> Iterator[ClusterBackend]:
+    """Three masters of the module's own, no replicas, a long node timeout: a stopped master is not failed
+    over. Every server is continued before the cluster stops."""
+    with tempfile.TemporaryDirectory(prefix="tq-stop-cluster-") as folder:
+        port = free_port(span=3, start=26900, bus_offset=10000)
+        spec = BackendSpec("cluster", port=port, replicas=0, node_timeout_ms=60_000, state_dir=Path(folder))
+        backend = start_backend(spec)
+        assert isinstance(backend, ClusterBackend)
+        try:
+            yield backend
+        finally:
+            for server in backend.servers:
+                server.signal(signal.SIGCONT)
+            backend.stop()

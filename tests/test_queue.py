@@ -22,7 +22,7 @@ from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bench.audit import outcome_of
-from bench.backends import BackendSpec, ClusterBackend, start_backend
+from bench.backends import ClusterBackend
 from bench.ports import free_port
 from bench.servers import RedisServer, find_server_bin
 from taskqueue import PoolExhausted, QueueFull, QueueSettings, QueueUnavailable, TaskQueue, TaskQueueError
@@ -560,20 +560,6 @@ def test_operation_timeout_bounds_the_constructor(stoppable_server: RedisServer)
     make = lambda: TaskQueue(url, name="ctor", engine="stream", operation_timeout=OPERATION_TIMEOUT)  # noqa: E731
     elapsed, err = _time_stopped_call(stoppable_server, None, lambda _q: make())  # type: ignore[arg-type]
     assert err.kind == "timeout" and elapsed < OPERATION_TIMEOUT + SLACK_S
-
-
-@pytest.fixture(scope="module")
-def stoppable_cluster() -> Iterator[ClusterBackend]:
-    """Three masters of its own with a long node timeout: a stopped master is not failed over."""
-    with tempfile.TemporaryDirectory(prefix="tq-stop-cluster-") as folder:
-        port = free_port(span=3, start=26900, bus_offset=10000)
-        spec = BackendSpec("cluster", port=port, replicas=0, node_timeout_ms=60_000, state_dir=Path(folder))
-        backend = start_backend(spec)
-        assert isinstance(backend, ClusterBackend)
-        try:
-            yield backend
-        finally:
-            backend.stop()
 
 
 def test_operation_timeout_bounds_the_cluster_constructor(stoppable_cluster: ClusterBackend) -> None:

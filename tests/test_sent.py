@@ -16,7 +16,6 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import pytest
 
 from bench.audit import AuditLog, count, outcome_of
-from bench.backends import BackendSpec, ClusterBackend, start_backend
+from bench.backends import ClusterBackend
 from bench.ports import free_port
 from bench.servers import RedisServer, find_server_bin
 from taskqueue import QueueUnavailable, TaskQueue
@@ -32,22 +31,6 @@ from taskqueue.errors import AMBIGUOUS_KINDS
 
 pytestmark = pytest.mark.client
 REDIS_PY = version("redis")
-
-
-@pytest.fixture(scope="module")
-def frozen_cluster() -> Iterator[ClusterBackend]:
-    """Three masters of its own, no replicas, a long node timeout: a stopped master is not failed over."""
-    with tempfile.TemporaryDirectory(prefix="tq-sent-cluster-") as folder:
-        port = free_port(span=3, start=27100, bus_offset=10000)
-        spec = BackendSpec("cluster", port=port, replicas=0, node_timeout_ms=60_000, state_dir=Path(folder))
-        backend = start_backend(spec)
-        assert isinstance(backend, ClusterBackend)
-        try:
-            yield backend
-        finally:
-            for server in backend.servers:
-                server.signal(signal.SIGCONT)
-            backend.stop()
 
 
 def _on_partition_0(q: TaskQueue, k: int) -> str:
@@ -76,9 +59,9 @@ def _drain(q: TaskQueue, audit: AuditLog, expected: int) -> None:
     ids=["operation_timeout", "socket_timeout"],
 )
 def test_a_write_to_a_frozen_master_is_ambiguous_and_delivered_after_sigcont(
-    frozen_cluster: ClusterBackend, settings: dict[str, Any]
+    stoppable_cluster: ClusterBackend, settings: dict[str, Any]
 ) -> None:
-    q = TaskQueue(cluster_nodes=frozen_cluster.nodes, name=f"frozen{len(settings)}", **settings)
+    q = TaskQueue(cluster_nodes=stoppable_cluster.nodes, name=f"frozen{len(settings)}", **settings)
     audit = AuditLog()
     try:
         q.purge()
@@ -86,7 +69,7 @@ def test_a_write_to_a_frozen_master_is_ambiguous_and_delivered_after_sigcont(
         q.enqueue(b"warm", task_id=warm)  # a pooled connection to the master: the write goes out on it
         audit.produce([warm], "ok")
         master = q.partition_masters()[0]
-        server = next(s for s in frozen_cluster.servers if s.address == master)
+        server = next(s for s in stoppable_cluster.servers if s.address == master)
         task_id = _on_partition_0(q, 2)
         server.signal(signal.SIGSTOP)
         try:
@@ -149,11 +132,11 @@ def test_a_refused_connect_is_still_a_rejection() -> None:
     q.close()
 
 
-def test_the_cluster_constructor_connects_with_its_first_startup_node_frozen(frozen_cluster: ClusterBackend) -> None:
+def test_the_cluster_constructor_connects_with_its_first_startup_node_frozen(stoppable_cluster: ClusterBackend) -> None:
     """No operation_timeout: each try costs about one socket_timeout (1 s here) on the frozen node, then
     another primary serves COMMAND. redis-py picks the first primary after a random shuffle of the
     startup nodes, so three constructions; under 8.2 without the workaround each raised TimeoutError."""
-    stopped, *others = frozen_cluster.servers
+    stopped, *others = stoppable_cluster.servers
     nodes = [stopped.address, *(s.address for s in others)]
     stopped.signal(signal.SIGSTOP)
     try:
