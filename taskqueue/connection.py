@@ -88,13 +88,64 @@ else:
 
 
 class _CallMixin(_MixedInto):
-    """Per attempt: a lost reply noted in the call's scope; socket timeouts capped to the time
-    left, and none left, DeadlineExceeded.
+    """Per attempt: a lost reply noted in the call's scope. With ``_bounded`` (``operation_timeout``
+    set, see ``_DeadlineMixin``) also the deadline, armed before each send and read.
 
     Mixed into redis-py's connection classes (TCP, TLS, unix socket), in front of them in the MRO.
-    A connection not used inside a call (no scope) behaves exactly as redis-py's own."""
+    A connection not used inside a call (no scope) behaves exactly as redis-py's own. On success it
+    costs two Python frames per command: the notes are taken only when a send or a read fails."""
 
     _in_handshake = False
+    _bounded = False
+
+    def _arm(self, before: str) -> None:
+        """The deadline's check before a send or a read (``_DeadlineMixin``)."""
+
+    def connect_check_health(self, *args: Any, **kwargs: Any) -> Any:
+        # The handshake (HELLO/AUTH/SETINFO/READONLY) stores nothing: its lost reply is no lost write.
+        self._in_handshake = True
+        try:
+            return super().connect_check_health(*args, **kwargs)
+        finally:
+            self._in_handshake = False
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if self._sock is None:  # connect first: a refused connect sent nothing
+            self.connect_check_health(check_health=False)
+        if self._bounded:
+            self._arm("sending")
+        try:
+            super().send_packed_command(command, check_health)
+        except _NO_REPLY_ERRORS as error:
+            if not self._in_handshake:
+                _note_reply_lost(error)
+            raise
+
+    def read_response(
+        self,
+        disable_decoding: bool = False,
+        *,
+        timeout: Any = SENTINEL,
+        disconnect_on_error: bool = True,
+        push_request: bool = False,
+    ) -> Any:
+        try:
+            if self._bounded:
+                self._arm("reading the reply")
+            return super().read_response(
+                disable_decoding, timeout=timeout, disconnect_on_error=disconnect_on_error, push_request=push_request
+            )
+        except _NO_REPLY_ERRORS as error:  # a reply error (ResponseError) is an answer: not caught here
+            if not self._in_handshake:
+                _note_reply_lost(error)
+            raise
+
+
+class _DeadlineMixin(_CallMixin):
+    """The operation deadline per attempt: connect, send and read timeouts capped to the time left,
+    and none left, DeadlineExceeded (dropping the connection)."""
+
+    _bounded = True
 
     def _arm(self, before: str) -> None:
         left = time_left()
@@ -124,51 +175,15 @@ class _CallMixin(_MixedInto):
         finally:
             self.socket_connect_timeout, self.socket_timeout = saved
 
-    def connect_check_health(self, *args: Any, **kwargs: Any) -> Any:
-        # The handshake (HELLO/AUTH/SETINFO/READONLY) stores nothing: its lost reply is no lost write.
-        self._in_handshake = True
-        try:
-            return super().connect_check_health(*args, **kwargs)
-        finally:
-            self._in_handshake = False
-
-    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        if self._sock is None:  # connect first: a refused connect sent nothing
-            self.connect_check_health(check_health=False)
-        self._arm("sending")
-        try:
-            super().send_packed_command(command, check_health)
-        except _NO_REPLY_ERRORS as error:
-            if not self._in_handshake:
-                _note_reply_lost(error)
-            raise
-
-    def read_response(
-        self,
-        disable_decoding: bool = False,
-        *,
-        timeout: Any = SENTINEL,
-        disconnect_on_error: bool = True,
-        push_request: bool = False,
-    ) -> Any:
-        try:
-            self._arm("reading the reply")
-            return super().read_response(
-                disable_decoding, timeout=timeout, disconnect_on_error=disconnect_on_error, push_request=push_request
-            )
-        except _NO_REPLY_ERRORS as error:  # a reply error (ResponseError) is an answer: not caught here
-            if not self._in_handshake:
-                _note_reply_lost(error)
-            raise
-
 
 @cache
-def call_connection_class(base: type[redis.Connection]) -> type[redis.Connection]:
+def call_connection_class(base: type[redis.Connection], deadline: bool = False) -> type[redis.Connection]:
     """``base`` (Connection, SSLConnection, UnixDomainSocketConnection …) with the call's scope:
-    lost replies noted, the deadline kept."""
-    if issubclass(base, _CallMixin):
+    lost replies noted and, with ``deadline``, the operation deadline kept."""
+    mixin = _DeadlineMixin if deadline else _CallMixin
+    if issubclass(base, mixin):
         return base
-    return type(f"Call{base.__name__}", (_CallMixin, base), {})
+    return type(f"{'Deadline' if deadline else 'Call'}{base.__name__}", (mixin, base), {})
 
 
 CallConnection = call_connection_class(redis.Connection)
@@ -266,7 +281,8 @@ def build_standalone(url: str, settings: QueueSettings) -> redis.Redis:
     pool_class = _blocking_pool_class(settings) if settings.pool_blocking else redis.ConnectionPool
     extra: dict[str, Any] = {"timeout": settings.pool_timeout} if settings.pool_blocking else {}
     pool = pool_class.from_url(url, retry=_retry(settings), **_common(settings), **extra, **settings.extra)
-    pool.connection_class = call_connection_class(pool.connection_class)  # the scheme picked TCP, TLS or unix
+    # The scheme picked TCP, TLS or unix: that class, with the call's scope.
+    pool.connection_class = call_connection_class(pool.connection_class, settings.operation_timeout is not None)
     return redis.Redis(connection_pool=pool)
 
 
@@ -305,7 +321,8 @@ def build_cluster(nodes: list[tuple[str, int]], settings: QueueSettings) -> Redi
     if settings.pool_blocking:
         kwargs.update(connection_pool_class=_blocking_pool_class(settings), timeout=settings.pool_timeout)
     extra = dict(settings.extra)
-    kwargs["connection_class"] = call_connection_class(extra.pop("connection_class", redis.Connection))
+    base = extra.pop("connection_class", redis.Connection)
+    kwargs["connection_class"] = call_connection_class(base, settings.operation_timeout is not None)
     return _Cluster(
         url=f"redis://{host}:{port}",
         startup_nodes=[ClusterNode(h, p) for h, p in rest],
