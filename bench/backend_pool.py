@@ -34,10 +34,9 @@ def refuse_unsupported(cells: Sequence[Cell], external: External | None) -> None
         adapters.resolve(spec)
     partitioned = netns.wanted(cells)
     if partitioned and (external is not None or not netns.inside()):
-        named = ", ".join(f"[{c}]" for c in partitioned[:3])
         raise UsageError(
-            f"cells {named} inject network partitions: they run on the embedded cluster inside the private "
-            "network namespace `bench run` makes for them (bench.netns), not here"
+            f"cells {netns.named(partitioned)} {netns.purpose(cells)}: they run on the embedded servers inside "
+            "the private network namespace `bench run` makes for them (bench.netns), not here"
         )
     if external is None:
         return

@@ -131,9 +131,13 @@ def run_scenario(
             console=console,
         )
         partitioned = netns.wanted(loaded.cells)
-        if partitioned and not netns.inside():  # network faults: the whole run goes on in a private namespace
-            other = bool(redis_url or cluster_nodes)
-            return netns.run_inside(argv or sys.argv[1:], partitioned, docker=docker, external=other)
+        if partitioned and not netns.inside():  # network faults or delay: the whole run goes on in a private namespace
+            other, delayed = bool(redis_url or cluster_nodes), netns.wanted(loaded.cells, delay=True)
+            what = netns.purpose(loaded.cells)
+            checks = delayline_problems if delayed else None
+            return netns.run_inside(
+                argv or sys.argv[1:], partitioned, docker=docker, external=other, what=what, extra_problems=checks
+            )
         if partitioned:
             netns.setup()
         external = None
@@ -165,6 +169,12 @@ def run_scenario(
         if runner.interrupted is not None:  # 130 for Ctrl-C, 143 for SIGTERM (128 + signal)
             return int(getattr(runner.interrupted, "exit_code", 130))
         return 0
+
+
+def delayline_problems() -> list[str]:
+    from .delayline import delay_problems
+
+    return delay_problems()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

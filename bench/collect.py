@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from taskqueue.settings import redact_url
 
-from . import drift, faults, netns, periodic
+from . import drift, faults, netns, network, periodic
 from .audit import AuditLog, count
 from .drain import drain_queue
 from .errors import UsageError
@@ -199,6 +199,7 @@ def combine_cell(cell: Cell, repeats: list[dict[str, Any]]) -> dict[str, Any]:
         # Repeats: the one that fell furthest short of the offered rate speaks for the cell.
         "open_loop": min(open_loops, key=lambda o: o["coverage"]) if open_loops else None,
         "unstable": sorted(op for op, s in ops.items() if s.get("unstable")),
+        "network": network.combine([r["network"] for r in repeats if r.get("network")]),
         "repeats": repeats,
     }
 

@@ -32,6 +32,7 @@ from .errors import UsageError
 from .ports import LOOPBACK
 
 NETWORK_FAULTS = ("partition-master", "partition-client")
+DELAY_KEYS = ("rtt_ms", "node_rtt_ms")
 IN_NETNS_ENV = "TQB_IN_NETNS"  # set for the re-executed run: the outer namespace's inode
 FORCE_UNAVAILABLE_ENV = "TQB_NETNS_UNAVAILABLE"  # tests: "what is missing", as if the machine lacked it
 CHAIN = "TQB-PARTITION"
@@ -46,14 +47,28 @@ def node_host(index: int) -> str:
     return f"127.0.0.{2 + index}"
 
 
-def wanted(cells: Iterable[Any]) -> list[str]:
-    """Ids of the cells (``scenario.Cell`` or dicts of params) whose fault needs a private namespace."""
+def delayed(params: dict[str, Any]) -> bool:
+    """A cell with a network round trip of its own (the delay line, bench.delayline)."""
+    return any(params.get(key) for key in DELAY_KEYS)
+
+
+def wanted(cells: Iterable[Any], *, delay: bool | None = None) -> list[str]:
+    """Ids of the cells (``scenario.Cell`` or dicts of params) that need a private namespace: a network
+    fault or a network delay (``delay=True``: only the delayed ones; ``False``: only the faults)."""
     out = []
     for cell in cells:
         params = cell.params if hasattr(cell, "params") else cell
-        if params.get("fault") in NETWORK_FAULTS:
+        fault, slow = params.get("fault") in NETWORK_FAULTS, delayed(params)
+        if (fault and delay is not True) or (slow and delay is not False):
             out.append(str(getattr(cell, "id", params.get("fault"))))
     return out
+
+
+def purpose(cells: Iterable[Any]) -> str:
+    """What the namespace is for, in words: ``inject network partitions``, ``add a network delay`` or both."""
+    listed = list(cells)
+    parts = ["inject network partitions"] if wanted(listed, delay=False) else []
+    return " and ".join(parts + (["add a network delay (rtt_ms, node_rtt_ms)"] if wanted(listed, delay=True) else []))
 
 
 def _inode(path: str) -> int | None:
@@ -134,11 +149,14 @@ def netns_problems(
     return []
 
 
-def refusal(cell_ids: Sequence[str], problems: Sequence[str]) -> str:
+def named(cell_ids: Sequence[str]) -> str:
+    return ", ".join(f"[{c}]" for c in cell_ids[:3]) + (f" and {len(cell_ids) - 3} more" if len(cell_ids) > 3 else "")
+
+
+def refusal(cell_ids: Sequence[str], problems: Sequence[str], what: str = "inject network partitions") -> str:
     """The one line ``bench run`` stops with (exit 2) before starting anything."""
-    named = ", ".join(f"[{c}]" for c in cell_ids[:3]) + (f" and {len(cell_ids) - 3} more" if len(cell_ids) > 3 else "")
     return (
-        f"cells {named} inject network partitions, which run in a private network namespace, but this machine "
+        f"cells {named(cell_ids)} {what}, which run in a private network namespace, but this machine "
         f"lacks {', '.join(problems)}; run as root with util-linux, iproute2 and iptables, or leave those cells out"
     )
 
@@ -150,19 +168,29 @@ def unshare_command(cmd: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     return [shutil.which("unshare") or "unshare", "--net", "--", *cmd], env
 
 
-def run_inside(argv: Sequence[str], cell_ids: Sequence[str], *, docker: bool = False, external: bool = False) -> int:
+def run_inside(
+    argv: Sequence[str],
+    cell_ids: Sequence[str],
+    *,
+    docker: bool = False,
+    external: bool = False,
+    what: str = "inject network partitions",
+    extra_problems: Callable[[], list[str]] | None = None,
+) -> int:
     """Check, then run ``bench <argv>`` again inside a new network namespace and return its exit
     code. Refuses (UsageError, exit 2) before starting anything when the machine cannot."""
     if os.environ.get(IN_NETNS_ENV):  # re-executed already, yet not in a private namespace: never recurse
         raise UsageError(f"{IN_NETNS_ENV} is set but this process is not in a private network namespace; refused")
     if docker or external:
         raise UsageError(
-            f"cells {', '.join(f'[{c}]' for c in cell_ids[:3])} inject network partitions, which need the "
-            "embedded cluster this suite starts in its own network namespace: drop --docker/--redis-url/--cluster-nodes"
+            f"cells {named(cell_ids)} {what}, which need the embedded servers this suite starts in its own "
+            "network namespace (your own network has its own round trip): drop --docker/--redis-url/--cluster-nodes"
         )
     problems = netns_problems()
+    if not problems and extra_problems is not None:
+        problems = extra_problems()
     if problems:
-        raise UsageError(refusal(cell_ids, problems))
+        raise UsageError(refusal(cell_ids, problems, what))
     cmd, env = unshare_command([sys.executable, "-m", "bench", *argv])
     proc = spawn(  # owned: the kernel kills the inner run (and with it everything) if we die
         cmd,

@@ -21,7 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from . import clientlib, faults, periodic
+from . import clientlib, faults, network, periodic
 from .backend_kinds import ClusterBackend
 from .backend_pool import BackendPool, refuse_unsupported
 from .backends import default_state_dir
@@ -145,6 +145,21 @@ class Runner:
         backend = self.backends.backend_for(params)
         self.backends.prepare(backend, params)
         rep_dir.mkdir(parents=True, exist_ok=True)
+        # The cell's network round trip (bench.network): from before the load to after the drain.
+        net = network.start(backend, params, cell.id, self.console)
+        try:
+            result = self._load_and_collect(index, cell, r, rep_dir, progress, backend)
+        finally:
+            if net is not None:
+                net.stop()
+        if net is not None:
+            result["network"] = net.record()
+        return result
+
+    def _load_and_collect(
+        self, index: int, cell: Cell, r: int, rep_dir: Path, progress: CellProgress, backend: Any
+    ) -> dict[str, Any]:
+        params = cell.params
         queue_name = f"cell{index}"
         target = backend.target
         sampler = InfoSampler(backend.servers) if backend.servers else None  # an external backend lists none

@@ -71,6 +71,12 @@ HARNESS: dict[str, Param] = {
         int, 10, lambda x: 1 <= x <= 3600, "seconds 1..3600 (a replica is good while it acked this recently)"
     ),
     "redis_py": Param(str, clientlib.INSTALLED, clientlib.is_valid, clientlib.VALID),
+    # The delay line (bench.delayline) in the run's private namespace: a real network's round trip.
+    "rtt_ms": Param(float, 0.0, lambda x: 0 <= x <= 500, "ms 0..500 (client <-> server round trip; 0 = loopback)"),
+    "node_rtt_ms": Param(
+        float, 0.0, lambda x: 0 <= x <= 500, "ms 0..500 (between cluster nodes: replication, bus)", cluster_only=True
+    ),
+    "jitter_ms": Param(float, 0.0, lambda x: 0 <= x <= 100, "ms 0..100 (spread of each delayed hop)"),
 }
 # A scenario's defaults where they differ from the load options' own (which plain `locust -f` uses).
 # A cell is short (10 s), then drained for up to drain_timeout (20 s): a task a stopped consumer
@@ -94,7 +100,8 @@ _ORDER = (
     *("pool_blocking", "partitions", "payload_bytes", "batch_size", "processing_ms", "rate", "producer_weight"),
     *("consumer_weight", "mixed_weight", "visibility_timeout", "maxmemory", "maxmemory_policy", "fault"),
     *("fault_at", "fault_partition", "fault_duration", "node_timeout", "engine", "queue", "server_bin"),
-    *("sync_replicas", "min_replicas_to_write", "min_replicas_max_lag", "redis_py"),
+    *("sync_replicas", "min_replicas_to_write", "min_replicas_max_lag", "redis_py", "rtt_ms", "node_rtt_ms"),
+    "jitter_ms",
 )
 PARAMS: dict[str, Param] = {k: (HARNESS | _LOAD)[k] for k in _ORDER} | {
     k: v for k, v in (HARNESS | _LOAD).items() if k not in _ORDER
@@ -364,10 +371,6 @@ def _grouped_cell_problems(drafts: list[tuple[str, dict[str, Any]]]) -> list[str
     return lines
 
 
-def cell_problems(cell: Cell) -> list[str]:
-    return [f"cell [{cell.id}]: {issue}" for issue in _cell_issues(cell.params)]
-
-
 def _cell_issues(p: dict[str, Any]) -> list[str]:
     """Problems between parameters of one cell; values already reported (INVALID) are skipped."""
 
@@ -387,4 +390,6 @@ def _cell_issues(p: dict[str, Any]) -> list[str]:
         problems.append(f"fault_at {p['fault_at']} must be before the end ({p['duration']} s)")
     if valid("fault", "fault_every") and p["fault_every"] and p["fault"] == "none":
         problems.append(f"fault_every {p['fault_every']} needs a fault to repeat")
+    if valid("jitter_ms", "rtt_ms", "node_rtt_ms") and p["jitter_ms"] and not (p["rtt_ms"] or p["node_rtt_ms"]):
+        problems.append(f"jitter_ms {p['jitter_ms']} needs a delay to spread (rtt_ms or node_rtt_ms > 0)")
     return problems

@@ -136,6 +136,7 @@ def run_table(summary: dict) -> Table:
                     "" if cell["complete"] else "incomplete",
                     "[red]rate NOT reached[/]" if rate_shortfall(cell) else "",
                     "drain timed out (lost ≤)" if lost(audit)[1] else "",
+                    "[yellow]network off its configured RTT[/]" if (cell.get("network") or {}).get("flagged") else "",
                 ],
             )
         )

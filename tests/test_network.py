@@ -1,0 +1,72 @@
+"""A cell's network (pure parts): the delay keys in scenarios, which cells need the private namespace, the
+measured round trips summarized and flagged when off the configured ones. The delay line itself, on real
+servers in a namespace, is tests/test_delayline.py; a whole `bench run` with it, tests/test_run_network.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import netns, network, scenario
+from bench.errors import UsageError
+
+
+def test_delay_keys_parse_and_are_checked() -> None:
+    s = scenario.parse({"params": {"backend": "cluster"}, "axes": {"rtt_ms": [0, 0.5, 2]}})
+    assert [c.params["rtt_ms"] for c in s.cells] == [0.0, 0.5, 2.0]
+    assert [c.id for c in s.cells] == ["rtt_ms=0.0", "rtt_ms=0.5", "rtt_ms=2.0"]
+    with pytest.raises(UsageError) as caught:
+        scenario.parse({"params": {"node_rtt_ms": 2}})  # standalone has no nodes to delay between
+    assert 'node_rtt_ms = 2.0 needs backend = "cluster"' in str(caught.value)
+    with pytest.raises(UsageError) as caught:
+        scenario.parse({"params": {"jitter_ms": 0.1}})
+    assert "jitter_ms 0.1 needs a delay to spread" in str(caught.value)
+    with pytest.raises(UsageError) as caught:
+        scenario.parse({"params": {"rtt_ms": -1}})
+    assert "rtt_ms = -1.0: valid is ms 0..500" in str(caught.value)
+
+
+def test_delayed_cells_need_the_namespace_and_say_why() -> None:
+    cells = scenario.parse(
+        {"params": {"backend": "cluster"}, "axes": {"rtt_ms": [0, 1]}, "cells": [{}, {"fault": "partition-master"}]}
+    ).cells
+    assert netns.wanted(cells) == [
+        "rtt_ms=1.0",
+        "fault=partition-master, rtt_ms=0.0",
+        "fault=partition-master, rtt_ms=1.0",
+    ]
+    assert netns.wanted(cells, delay=True) == ["rtt_ms=1.0", "fault=partition-master, rtt_ms=1.0"]
+    assert netns.wanted(cells, delay=False) == [
+        "fault=partition-master, rtt_ms=0.0",
+        "fault=partition-master, rtt_ms=1.0",
+    ]
+    assert netns.purpose(cells) == "inject network partitions and add a network delay (rtt_ms, node_rtt_ms)"
+    assert netns.purpose(cells[:2]) == "add a network delay (rtt_ms, node_rtt_ms)"
+    line = netns.refusal(["a", "b"], ["root (namespaces and firewall rules need it)"], netns.purpose(cells[:2]))
+    assert line.startswith("cells [a], [b] add a network delay (rtt_ms, node_rtt_ms), which run in a private")
+    assert netns.wanted(scenario.load("smoke").cells) == []
+
+
+def test_round_trips_summarized_and_flagged_when_off() -> None:
+    per = {"127.0.0.2:1": {"p50_us": 1010.0, "p99_us": 1400.0}, "127.0.0.3:1": {"p50_us": 1190.0, "p99_us": 1900.0}}
+    summary = network.summarize(per)
+    assert summary["p50_us"] == 1100.0 and summary["p99_us"] == 1900.0
+    assert network.off_by(1100.0, 1.0) == pytest.approx(0.1)
+    assert network.off_by(900.0, 0.0) is None  # loopback: nothing configured to be off from
+    ok = {"configured": {"rtt_ms": 1.0, "node_rtt_ms": 0.0}, "measured": {"client_rtt": summary}}
+    assert network.problems(ok) == []
+    slow = {"configured": {"rtt_ms": 1.0, "node_rtt_ms": 2.0}, "measured": {"client_rtt": {"p50_us": 1250.0}}}
+    assert network.problems(slow) == [
+        "client RTT p50 1.25 ms, configured 1 ms (+25 %)",
+        "node RTT configured 2 ms but not measured",
+    ]
+    fast = {"configured": {"rtt_ms": 2.0}, "measured": {"client_rtt": {"p50_us": 1500.0}}}
+    assert network.problems(fast) == ["client RTT p50 1.50 ms, configured 2 ms (-25 %)"]
+
+
+def test_repeats_combined_flag_any_problem() -> None:
+    first = {"configured": {"rtt_ms": 1.0}, "problems": [], "flagged": False}
+    second = {"configured": {"rtt_ms": 1.0}, "problems": ["client RTT p50 1.40 ms, configured 1 ms (+40 %)"]}
+    combined = network.combine([first, second])
+    assert combined is not None and combined["flagged"] is True
+    assert combined["problems"] == second["problems"]
+    assert network.combine([]) is None
