@@ -60,7 +60,7 @@ def problems(record: dict[str, Any]) -> list[str]:
     for key, figure, what in (("rtt_ms", "client_rtt", "client RTT"), ("node_rtt_ms", "node_rtt", "node RTT")):
         p50 = (measured.get(figure) or {}).get("p50_us")
         error = off_by(p50, conf.get(key, 0.0))
-        if error is not None and abs(error) > TOLERANCE:
+        if p50 is not None and error is not None and abs(error) > TOLERANCE:
             out.append(f"{what} p50 {p50 / 1000:.2f} ms, configured {conf[key]:g} ms ({100 * error:+.0f} %)")
         elif conf.get(key) and p50 is None:
             out.append(f"{what} configured {conf[key]:g} ms but not measured")
