@@ -111,6 +111,7 @@ class CellNetwork:
         self.cpu_s = 0.0
         self.packets = 0
         self.elapsed_s = 0.0
+        self.stopped = False
 
     def start(self) -> None:
         self.line.start()
@@ -124,6 +125,10 @@ class CellNetwork:
             self.measured["node_rtt"] = summarize(per_link)
 
     def stop(self) -> None:
+        """Idempotent: the first stop (the load's end) is the one measured."""
+        if self.stopped:
+            return
+        self.stopped = True
         with contextlib.suppress(OSError):  # the delayer is gone already: keep what was read last
             self.cpu_s, self.packets = self.line.cpu_seconds(), self.line.packets()
         if self.started_at is not None:

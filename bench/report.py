@@ -17,6 +17,7 @@ from .compare import compare as compare
 from .compare import environment_differences as environment_differences
 from .findings import enqueue_stats, findings
 from .partition_loss import report_section as loss_section
+from .report_network import network_section
 from .report_soak import drift_findings, drift_section, fault_series_section
 from .report_tables import (
     capacity_findings,
@@ -62,6 +63,7 @@ def markdown(run: Run) -> str:
                     "unstable: " + "/".join(c["unstable"]) if c["unstable"] else "",
                     "" if c["complete"] else "incomplete",
                     "rate NOT reached" if rate_shortfall(c) else "",
+                    "network OFF its asked round trip" if (c.get("network") or {}).get("flagged") else "",
                     f"measured {c['short']['measured_s']:.1f} of {c['short']['planned_s']:g} s"
                     if c.get("short")
                     else "",
@@ -149,6 +151,7 @@ def markdown(run: Run) -> str:
         parts += fault_section(faulted)
         parts += loss_section(faulted)  # network partitions: lost vs acknowledged by the cut-off master
     parts += client_section(run.cells)  # client-upgrade: cells that differ only in their redis-py release
+    parts += network_section(run.cells)  # delayed cells: the round trip asked and measured
     parts += fault_series_section(run.cells) + drift_section(run.cells)
     parts += open_loop_section(run.cells) + server_section(run.cells)
     rows = []

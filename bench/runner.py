@@ -145,10 +145,11 @@ class Runner:
         backend = self.backends.backend_for(params)
         self.backends.prepare(backend, params)
         rep_dir.mkdir(parents=True, exist_ok=True)
-        # The cell's network round trip (bench.network): from before the load to after the drain.
+        # The cell's network round trip (bench.network), for the load only: the restore and the drain that
+        # count the tasks afterwards run on loopback (a drain through 2 ms would take a round trip per ack).
         net = network.start(backend, params, cell.id, self.console)
         try:
-            result = self._load_and_collect(index, cell, r, rep_dir, progress, backend)
+            result = self._load_and_collect(index, cell, r, rep_dir, progress, backend, net)
         finally:
             if net is not None:
                 net.stop()
@@ -157,7 +158,14 @@ class Runner:
         return result
 
     def _load_and_collect(
-        self, index: int, cell: Cell, r: int, rep_dir: Path, progress: CellProgress, backend: Any
+        self,
+        index: int,
+        cell: Cell,
+        r: int,
+        rep_dir: Path,
+        progress: CellProgress,
+        backend: Any,
+        net: network.CellNetwork | None,
     ) -> dict[str, Any]:
         params = cell.params
         queue_name = f"cell{index}"
@@ -192,6 +200,8 @@ class Runner:
                     sampler.stop()
                 if probe is not None:
                     probe.stop()
+                if net is not None:
+                    net.stop()
         if proc is None:  # interrupted before Locust started: nothing was measured
             raise self.interrupted or KeyboardInterrupt
         # Interrupted on embedded servers: they are stopped next, so no wait for the cluster to heal

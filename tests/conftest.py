@@ -54,6 +54,7 @@ SLOW_FILES_FIRST = (
     "test_run.py",
     "test_docker.py",
     "test_partitions.py",
+    "test_run_network.py",
     "test_load.py",
     "test_engines_adapters.py",
     "test_capacity.py",

@@ -1,0 +1,65 @@
+"""The report's network section: per delayed cell, the round trip asked and the one measured through the
+delay line (client -> masters, replica -> master), and what the delay line itself cost. Results contract
+only: reads summary.json cells (``network``, ``cost``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .report_tables import table
+
+
+def _ms(us: Any) -> str:
+    return "–" if us is None else f"{us / 1000:.2f}"
+
+
+def _asked(ms: float | None, jitter: float | None) -> str:
+    if not ms:
+        return "loopback"
+    return f"{ms:g}" + (f" ± {jitter:g}" if jitter else "")
+
+
+def network_section(cells: list[dict[str, Any]]) -> list[str]:
+    delayed = [c for c in cells if c.get("network")]
+    if not delayed:
+        return []
+    rows = []
+    for c in delayed:
+        net = c["network"]
+        conf, measured, line = net.get("configured", {}), net.get("measured", {}), net.get("delay_line", {})
+        client, node = measured.get("client_rtt") or {}, measured.get("node_rtt") or {}
+        load_cores = (c.get("cost") or {}).get("client_cores")
+        rows.append(
+            [
+                c["id"],
+                _asked(conf.get("rtt_ms"), conf.get("jitter_ms")),
+                f"{_ms(client.get('p50_us'))} / {_ms(client.get('p99_us'))}",
+                _asked(conf.get("node_rtt_ms"), conf.get("jitter_ms")),
+                f"{_ms(node.get('p50_us'))} / {_ms(node.get('p99_us'))}" if node else "–",
+                "–" if line.get("cores") is None else f"{line['cores']:.2f}",
+                "–" if load_cores is None else f"{load_cores:.2f}",
+                "–" if line.get("cpu_us_per_packet") is None else f"{line['cpu_us_per_packet']:.1f}",
+                "**OFF: " + "; ".join(net.get("problems", [])) + "**" if net.get("flagged") else "as configured",
+            ]
+        )
+    headers = [
+        "cell",
+        "client RTT asked (ms)",
+        "measured p50 / p99",
+        "node RTT asked (ms)",
+        "measured p50 / p99",
+        "delay line (cores)",
+        "load (cores)",
+        "µs per packet",
+        "measured vs asked (±20 %)",
+    ]
+    return [
+        "## Network round trip (the delay line in the run's private namespace)",
+        "",
+        "PING through the delay before the load: client -> every master, and replica -> master where nodes are "
+        "delayed. A cell off its asked round trip by more than 20 % is flagged: read its figures for the measured "
+        "network. The delay line is a process of its own on the same cores as the load and the servers.",
+        "",
+        table(headers, rows),
+        "",
+    ]

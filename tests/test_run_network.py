@@ -1,0 +1,86 @@
+"""`bench run` with a network round trip: the delay line started for each delayed cell in the run's private
+namespace, the round trip measured through it and recorded, the load's latencies moved by it, and nothing
+left behind (the host's firewall unchanged, no delayer, no namespace)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_partitions import ROOT, host_firewall, net_namespaces
+
+from bench import netns
+
+PROBLEMS = netns.netns_problems()
+if not PROBLEMS:
+    from bench.delayline import delay_problems
+
+    PROBLEMS = delay_problems()
+needs_delay = pytest.mark.skipif(bool(PROBLEMS), reason=f"no delay line here: {', '.join(PROBLEMS)}")
+
+SCENARIO = """
+name = "network"
+[params]
+duration = 6
+warmup = 1
+users = 4
+drain_timeout = 15
+
+[[cells]]
+label = "standalone 1 ms"
+rtt_ms = 1
+
+[[cells]]
+label = "WAIT 1"
+backend = "cluster"
+sync_replicas = 1
+
+[[cells]]
+label = "WAIT 1, nodes 2 ms apart"
+backend = "cluster"
+sync_replicas = 1
+node_rtt_ms = 2
+"""
+
+
+@needs_delay
+def test_bench_run_with_a_round_trip_measures_it_and_the_load_feels_it(tmp_path: Path) -> None:
+    before, namespaces = host_firewall(), net_namespaces()
+    path = tmp_path / "network.toml"
+    path.write_text(SCENARIO)
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "run", str(path), "--out", str(out), "--no-charts"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    cells = {c["id"]: c for c in summary["cells"]}
+    one_ms, wait, far = cells["standalone 1 ms"], cells["WAIT 1"], cells["WAIT 1, nodes 2 ms apart"]
+    assert all(c["complete"] for c in cells.values()), [c.get("incomplete_reason") for c in cells.values()]
+
+    rtt = one_ms["network"]["measured"]["client_rtt"]
+    assert 900 <= rtt["p50_us"] <= 1300, rtt
+    assert one_ms["network"]["configured"]["rtt_ms"] == 1.0 and one_ms["network"]["flagged"] is False
+    assert one_ms["ops"]["enqueue"]["p50_us"] >= 900  # the load went through the delay, not around it
+    line = one_ms["network"]["delay_line"]
+    assert line["packets"] > 1000 and line["cpu_s"] > 0
+
+    assert wait["network"] is None  # no delay asked: loopback, nothing started
+    node_rtt = far["network"]["measured"]["node_rtt"]
+    assert 1600 <= node_rtt["p50_us"] <= 2600, node_rtt
+    assert far["network"]["measured"]["client_rtt"]["p50_us"] < 500  # the clients stay on loopback
+    # WAIT 1 waits for a replica's ack: one node round trip more per enqueue
+    assert far["ops"]["enqueue"]["p50_us"] >= wait["ops"]["enqueue"]["p50_us"] + 2000
+
+    assert host_firewall() == before, "the host's firewall changed"
+    assert net_namespaces() <= namespaces, "a network namespace was left behind"
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert "bench.delayline" not in ps, "a delayer was left running"
+    assert str(out) not in ps, "a bench or Locust process was left running"
