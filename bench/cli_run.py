@@ -110,6 +110,7 @@ def run_scenario(
     keep: bool = False,
     server_bin: str | None = None,
     argv: list[str] | None = None,
+    optional_delay: bool = False,
 ) -> int:
     """`bench run` (and `bench demo`) as a function; the keywords are `bench run`'s flags. Exit 0 when
     the run ended (cells may still be incomplete: see summary.json), 130 after Ctrl-C, 143 after
@@ -123,6 +124,16 @@ def run_scenario(
 
     with sigterm_as_interrupt():
         loaded = scenario.load(name, overrides)
+        if optional_delay and netns.wanted(loaded.cells, delay=True) and not netns.inside():
+            # `bench demo`: where no delay line can run, the rest of the study still does, and says so.
+            problems = netns.netns_problems() or delayline_problems()
+            if problems:
+                left_out = netns.wanted(loaded.cells, delay=True)
+                loaded.cells = [c for c in loaded.cells if not netns.delayed(c.params)]
+                console.print(
+                    f"[yellow]leaving out {len(left_out)} cell(s) with a network round trip "
+                    f"({escape(netns.named(left_out))}): this machine lacks {escape(', '.join(problems))}[/]"
+                )
         # Each cell's redis-py release, installed now: before any server starts, outside the namespace.
         clientlib.prepare(
             (c.harness["redis_py"] for c in loaded.cells),
@@ -182,7 +193,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     out = args.out or Path("results") / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-demo"
-    code = run_scenario("demo", out, {"duration": args.duration}, server_bin=args.server_bin, argv=args.argv)
+    code = run_scenario(
+        "demo", out, {"duration": args.duration}, server_bin=args.server_bin, argv=args.argv, optional_delay=True
+    )
     console.print(f"\n[bold]demo done[/]: open {out / 'report.html'} (or report.md); charts in {out / 'charts'}")
     return code
 

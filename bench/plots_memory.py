@@ -17,6 +17,11 @@ from .chartstyle import title as _title
 from .runs import Run
 
 
+def _line_key(cell: dict[str, Any]) -> tuple[str, int, bool, float]:
+    p = cell["params"]
+    return p["backend"], p["users"], p["pool_blocking"], float(p.get("rtt_ms") or 0.0)
+
+
 def pool_sizes(runs: list[Run]) -> Figure | None:
     """Ops/s and p99 vs pool size, blocking vs non-blocking, exhaustion errors marked."""
     items = _cells(runs, is_plain)
@@ -24,27 +29,15 @@ def pool_sizes(runs: list[Run]) -> Figure | None:
     if len(sizes) < 2:
         return None
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
-    # One line per (run, backend, users, blocking): only the pool differs along a line.
-    keys = sorted(
-        {
-            (ri, c["params"]["backend"], c["params"]["users"], c["params"]["pool_blocking"])
-            for ri, run in enumerate(runs)
-            for r, c in items
-            if r is run
-        }
-    )
-    for ri, backend, users_n, blocking in keys:
+    # One line per (run, backend, users, blocking, round trip): only the pool differs along a line.
+    keys = sorted({(ri, *_line_key(c)) for ri, run in enumerate(runs) for r, c in items if r is run})
+    for ri, backend, users_n, blocking, rtt in keys:
         group = sorted(
-            [
-                c
-                for r, c in items
-                if r is runs[ri]
-                and (c["params"]["backend"], c["params"]["users"], c["params"]["pool_blocking"])
-                == (backend, users_n, blocking)
-            ],
+            [c for r, c in items if r is runs[ri] and _line_key(c) == (backend, users_n, blocking, rtt)],
             key=lambda c: c["params"]["pool_size"],
         )
         name = f"{'blocking' if blocking else 'non-blocking'}, {backend}, {users_n} users"
+        name += f", {rtt:g} ms RTT" if rtt else ""
         name += f" ({runs[ri].name})" if len(runs) > 1 else ""
         xs = [c["params"]["pool_size"] for c in group]
         enq = [c["ops"].get("enqueue", {}) for c in group]

@@ -641,7 +641,7 @@ def test_microbenchmarks_only_when_asked_and_batches_in_tasks_per_s(run_copy: Pa
 # -- the demo's pool-size sweep: only the pool varies along a line ---------------------------------------------------
 
 
-def test_demo_pool_sweep_is_one_line_per_backend(tmp_path: Path) -> None:
+def test_demo_pool_sweep_is_one_line_per_backend_and_round_trip(tmp_path: Path) -> None:
     from bench import plots, scenario
     from bench.runs import Run
 
@@ -656,8 +656,9 @@ def test_demo_pool_sweep_is_one_line_per_backend(tmp_path: Path) -> None:
     assert fig is not None
     lines = {str(line.get_label()): list(line.get_xdata()) for line in fig.axes[0].get_lines()}
     assert lines == {
-        "blocking, cluster, 20 users": [1, 2, 5, 20, 50],
+        "blocking, cluster, 20 users": [1, 5, 50],
         "blocking, standalone, 20 users": [1, 2, 5, 20, 50],
+        "blocking, standalone, 20 users, 1 ms RTT": [1, 2, 5, 20, 50],
     }
     throughput, p99 = fig.axes[0].get_lines(), fig.axes[1].get_lines()
     for rate_line, p99_line in zip(throughput, p99, strict=True):  # the plotted values are the cells' own
@@ -665,7 +666,7 @@ def test_demo_pool_sweep_is_one_line_per_backend(tmp_path: Path) -> None:
         assert list(rate_line.get_ydata()) == [1000.0 * size**0.2 for size in sizes]
         assert list(p99_line.get_ydata()) == [1e6 / (1000.0 * size**0.2) for size in sizes]
     sweep = [c for c in demo.cells if c.params["fault"] == "none" and c.params["maxmemory"] == "0"]
-    for backend in ("standalone", "cluster"):
-        mine = [c.params for c in sweep if c.params["backend"] == backend]
+    for backend, rtt in (("standalone", 0.0), ("standalone", 1.0), ("cluster", 0.0)):
+        mine = [c.params for c in sweep if c.params["backend"] == backend and c.params["rtt_ms"] == rtt]
         varied = {k for k in mine[0] if len({str(p[k]) for p in mine}) > 1}
         assert varied == {"pool_size"}, varied  # only the pool size differs along a line

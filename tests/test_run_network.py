@@ -84,3 +84,23 @@ def test_bench_run_with_a_round_trip_measures_it_and_the_load_feels_it(tmp_path:
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert "bench.delayline" not in ps, "a delayer was left running"
     assert str(out) not in ps, "a bench or Locust process was left running"
+
+
+def test_demo_leaves_out_the_delayed_cells_where_no_delay_line_can_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.cli_run import run_scenario
+
+    path = tmp_path / "two.toml"
+    path.write_text(
+        "[params]\nduration = 2\nwarmup = 0\nusers = 2\ndrain_timeout = 5\n"
+        '[[cells]]\nlabel = "loopback"\n[[cells]]\nlabel = "far"\nrtt_ms = 1\n'
+    )
+    monkeypatch.setenv(netns.FORCE_UNAVAILABLE_ENV, "root (forced by the test)")
+    out = tmp_path / "run"
+    assert run_scenario(str(path), out, charts=False, optional_delay=True) == 0
+    said = capsys.readouterr().out
+    assert "leaving out 1 cell(s) with a network round trip ([far])" in said
+    assert "root (forced by the test)" in said
+    summary = json.loads((out / "summary.json").read_text())
+    assert [c["id"] for c in summary["cells"]] == ["loopback"] and summary["complete"] is True
