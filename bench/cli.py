@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import cli_capacity, cli_results, cli_run, cli_servers
+from . import cli_capacity, cli_pool, cli_results, cli_run, cli_servers
 from .cli_run import run_scenario
 from .errors import UsageError
 
@@ -22,6 +22,7 @@ ORDER = (
     "options",
     "run",
     "capacity",
+    "pool",
     "plot",
     "report",
     "compare",
@@ -29,7 +30,7 @@ ORDER = (
     "overhead",
     "quick",
 )
-GROUPS = (cli_servers, cli_run, cli_capacity, cli_results)
+GROUPS = (cli_servers, cli_run, cli_capacity, cli_pool, cli_results)
 COMMANDS = {name: handler for group in GROUPS for name, handler in group.COMMANDS.items()}
 
 
