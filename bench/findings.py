@@ -119,9 +119,10 @@ def pool_sweeps(plain: list[dict[str, Any]]) -> list[str]:
     groups: dict[tuple[Any, ...], dict[int, dict[str, Any]]] = {}
     for c in plain:
         p = c["params"]
-        groups.setdefault((p["backend"], p["users"], p["pool_blocking"]), {})[p["pool_size"]] = c
+        key = (p["backend"], p["users"], p["pool_blocking"], float(p.get("rtt_ms") or 0.0))  # one sweep per RTT
+        groups.setdefault(key, {})[p["pool_size"]] = c
     out = []
-    for (backend, users, blocking), by_size in groups.items():
+    for (backend, users, blocking, rtt), by_size in groups.items():
         if len(by_size) < 3:
             continue
         sizes = sorted(by_size)
@@ -132,9 +133,9 @@ def pool_sweeps(plain: list[dict[str, Any]]) -> list[str]:
         enough = next(s for s in sizes if rates[s] >= 0.9 * rates[best])
         small = sizes[0]
         p99_small, p99_best = enqueue_stats(by_size[small]).get("p99_us"), enqueue_stats(by_size[best]).get("p99_us")
-        kind = "blocking" if blocking else "non-blocking"
+        kind = ("blocking" if blocking else "non-blocking") + " pool" + (f", {rtt:g} ms RTT" if rtt else "")
         text = (
-            f"pool sweep ({backend}, {users} users, {kind} pool): enqueue throughput peaks at {_n(rates[best])}/s "
+            f"pool sweep ({backend}, {users} users, {kind}): enqueue throughput peaks at {_n(rates[best])}/s "
             f"at pool {best}; the smallest pool within 10 % of that is {enough}; pool {small} gives "
             f"{rates[small] / rates[best]:.2f}× the peak"
         )

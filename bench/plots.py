@@ -5,7 +5,7 @@ figure, or None when the runs hold no data for that question. Here: the registry
 ``plot_runs``) and the throughput chart; each family of charts has its module, re-exported here:
 ``plots_latency`` (spectrum, latency vs load), ``plots_memory`` (pool sizes, maxmemory policies),
 ``plots_peers`` (engines and peers, micro-benchmarks), ``plots_faults``, ``plots_partitions``,
-``plots_capacity``, ``plots_soak``.
+``plots_capacity``, ``plots_soak``, ``plots_pool`` (pool size vs round trip).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from .plots_latency import latency_spectrum, latency_vs_load
 from .plots_memory import memory_policies, pool_sizes
 from .plots_partitions import partitions
 from .plots_peers import microbenchmarks, peers
+from .plots_pool import pool_rtt
 from .plots_soak import soak
 from .runs import Run, load_run
 
@@ -120,6 +121,7 @@ CHARTS: dict[str, Callable[[list[Run]], Figure | None]] = {
     "latency-vs-load": latency_vs_load,
     "capacity": capacity_curves,
     "soak": soak,
+    "pool-rtt": pool_rtt,
 }
 # A capacity run's cells are its configurations at their capacity: the capacity chart, plus the charts that
 # compare configurations at one load (the others assume a sweep of one parameter at a fixed load).

@@ -17,7 +17,9 @@ from .compare import compare as compare
 from .compare import environment_differences as environment_differences
 from .findings import enqueue_stats, findings
 from .partition_loss import report_section as loss_section
+from .report_cost import ceiling_section, cost_section
 from .report_network import network_section
+from .report_pool import pool_findings, pool_section
 from .report_soak import drift_findings, drift_section, fault_series_section
 from .report_tables import (
     capacity_findings,
@@ -48,9 +50,12 @@ def markdown(run: Run) -> str:
         ]
     parts += [f"> **WARNING: {w}.**\n" for c in run.cells if (w := rate_warning(c))]
     parts += capacity_section(s)  # a capacity run: its answer first; cells below are configurations at capacity
-    said = (capacity_findings(s) if s.get("kind") == "capacity-run" else findings(run) + drift_findings(run.cells)) or [
-        "nothing to compare: no pair of cells that differ in one setting"
-    ]
+    parts += ceiling_section(s)  # and the queue's own ceiling beside it
+    if s.get("kind") == "capacity-run":
+        said = capacity_findings(s)
+    else:
+        said = findings(run) + drift_findings(run.cells) + pool_findings(run.cells)
+    said = said or ["nothing to compare: no pair of cells that differ in one setting"]
     parts += ["## Findings", ""] + [f"- {f}" for f in said] + [""]
     rows = []
     for c in run.cells:
@@ -152,8 +157,9 @@ def markdown(run: Run) -> str:
         parts += loss_section(faulted)  # network partitions: lost vs acknowledged by the cut-off master
     parts += client_section(run.cells)  # client-upgrade: cells that differ only in their redis-py release
     parts += network_section(run.cells)  # delayed cells: the round trip asked and measured
+    parts += pool_section(run.cells)  # open-loop pool sweeps (x rtt_ms): knee predicted vs measured
     parts += fault_series_section(run.cells) + drift_section(run.cells)
-    parts += open_loop_section(run.cells) + server_section(run.cells)
+    parts += open_loop_section(run.cells) + server_section(run.cells) + cost_section(run.cells)
     rows = []
     for c in run.cells:
         q = c.get("effective", {}).get("queue", {})
