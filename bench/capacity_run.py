@@ -27,9 +27,10 @@ from rich.markup import escape
 
 from taskqueue import TaskQueueError
 
-from . import adapters
+from . import adapters, commandstats, cost_cell
 from .backend_pool import BackendPool, refuse_unsupported
 from .capacity import PERCENTILE_KEYS, Criteria, Judged, SearchResult, Step, search
+from .capacity_ceiling import CeilingOptions, for_configuration
 from .capacity_options import SearchOptions, Workers
 from .capacity_text import capacity_line, capacity_text, step_line
 from .collect import combine_cell, public_params
@@ -106,8 +107,10 @@ class CapacityRun:
         external: External | None = None,
         workers: Workers | None = None,
         console: Console | None = None,
+        ceiling: CeilingOptions | None = None,
     ) -> None:
         self.scenario, self.out, self.criteria, self.options = scenario, out, criteria, options.check()
+        self.ceiling = ceiling.check() if ceiling else None  # None: no server-side ceiling (bench.capacity_ceiling)
         self.external, self.workers = external, workers
         self.console = console or Console()
         for cell in scenario.cells:
@@ -221,6 +224,11 @@ class CapacityRun:
             self.summary["cells"].append(cell_record)
         self._write()
         self.console.print(capacity_text(cell.id, config["capacity"], self.criteria))
+        if self.ceiling is not None:
+            at = config["steps"][shown.index - 1] if shown is not None else None
+            args = (cell.params, config["capacity"], at, self.ceiling, self.console, cell.id)
+            config["ceiling"] = for_configuration(self.backends, *args)
+            self._write()
 
     def run_step(self, index: int, cell: Cell, rate: float, step_dir: Path) -> tuple[Step, dict[str, Any]]:
         """One step: a Locust run of warm-up + step seconds at ``rate``. Locust's ``-t`` clock starts before
@@ -241,6 +249,9 @@ class CapacityRun:
                 "start-up on a busy host): running it again, longer[/]"
             )
             allowance += o.step_s - measured + 1
+        # The step's server counters (reset when it was prepared), before the next step's prepare resets them.
+        servers = self.backends.backend_for(step_cell.params).servers
+        stats = commandstats.read(servers) if servers else None
         window: dict[str, Any] = {}
         if load is not None:
             started = datetime.fromisoformat(load["started_at"]).timestamp()
@@ -266,6 +277,9 @@ class CapacityRun:
         record["params"] = public_params(record["params"])
         record["dir"] = str(step_dir.relative_to(self.out))
         record["window"] = window
+        cores = None if self.workers else window.get("generator_cpu_total")  # workers elsewhere: CPU unknown
+        folders = sorted(rep_dir.glob("process-*")) or [rep_dir]
+        record["cost"] = cost_cell.repeat_cost(stats, folders, load or {}, step_cell.params, load_cores=cores)
         return step, record
 
     def _locust(

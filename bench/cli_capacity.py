@@ -49,6 +49,11 @@ def _add_capacity_parser(sub: Any) -> None:
     cap.add_argument("--no-confirm", action="store_true", help="do not re-run the capacity step to confirm it")
     cap.add_argument("--out", type=Path, help="results folder (default results/<timestamp>-capacity-<name>)")
     cap.add_argument("--no-charts", action="store_true", help="skip the chart and report at the end")
+    cap.add_argument(
+        "--no-ceiling", action="store_true", help="skip the server-side ceiling (redis-benchmark on the scripts)"
+    )
+    cap.add_argument("--ceiling-requests", type=int, default=200_000, help="per ceiling run (default 200,000)")
+    cap.add_argument("--ceiling-repeats", type=int, default=3, help="ceiling rounds, medians (default 3)")
     add_external_options(cap, flush_when="before every step")
     cap.add_argument(
         "--expect-workers",
@@ -73,6 +78,7 @@ def _capacity(args: argparse.Namespace) -> int:
 
     from . import scenario
     from .capacity import Criteria, parse_slo
+    from .capacity_ceiling import CeilingOptions
     from .capacity_options import SearchOptions, Workers, scenario_settings
     from .capacity_run import CapacityRun
     from .capacity_text import capacity_table
@@ -122,8 +128,17 @@ def _capacity(args: argparse.Namespace) -> int:
     if args.expect_workers:
         workers = Workers(args.expect_workers, args.master_bind_host, args.master_bind_port)
     out = args.out or Path("results") / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{loaded.name}"
+    ceiling = None if args.no_ceiling else CeilingOptions(args.ceiling_requests, args.ceiling_repeats).check()
     run = CapacityRun(
-        loaded, out, criteria, options, server_bin=args.server_bin, external=external, workers=workers, console=console
+        loaded,
+        out,
+        criteria,
+        options,
+        server_bin=args.server_bin,
+        external=external,
+        workers=workers,
+        console=console,
+        ceiling=ceiling,
     )
     console.print(
         f"capacity search {loaded.name}: {len(loaded.cells)} configuration(s) at {', '.join(map(str, criteria.slos))},"

@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from taskqueue.settings import redact_url
 
-from . import drift, faults, netns, network, periodic
+from . import commandstats, cost, cost_cell, drift, faults, netns, network, periodic
 from .audit import AuditLog, count
 from .drain import drain_queue
 from .errors import UsageError
@@ -57,6 +57,8 @@ def collect(
         return {"complete": False, "incomplete_reason": f"locust wrote no results (exit {returncode}): {tail}"}
     start = datetime.fromisoformat(load["started_at"]).timestamp()
     _raise_usage_error(rep_dir, returncode)
+    # The servers' counters as the load left them, read before the drain sends its own commands (bench.cost).
+    stats = commandstats.read(sampler.servers) if sampler else None
     audit_file = rep_dir / "audit-ids.json.gz"
     audit = AuditLog.load(audit_file) if audit_file.exists() else AuditLog()
     drain = drain_queue(target, params, queue_name, audit)
@@ -97,6 +99,8 @@ def collect(
                 "percentiles are not the latency at that rate[/]"
             )
     result["drift"] = drift.of_cell(read_intervals(rep_dir), probe_rows, info_rows)
+    cpu = cost_cell.cpu_points(probe_rows, float(params.get("warmup") or 0))
+    result["cost"] = cost_cell.repeat_cost(stats, [rep_dir], load, params, cpu=cpu)
     if events:
         masters = (load.get("effective") or {}).get("queue", {}).get("partition_masters") or {}
         timelines = periodic.timelines(events, start, load, params["fault_partition"], masters)
@@ -198,6 +202,7 @@ def combine_cell(cell: Cell, repeats: list[dict[str, Any]]) -> dict[str, Any]:
         "short": min((r["short"] for r in done if r.get("short")), key=lambda s: s["measured_s"], default=None),
         # Repeats: the one that fell furthest short of the offered rate speaks for the cell.
         "open_loop": min(open_loops, key=lambda o: o["coverage"]) if open_loops else None,
+        "cost": cost.combine([r.get("cost") for r in done]),  # medians; each repeat keeps its own in full
         "unstable": sorted(op for op, s in ops.items() if s.get("unstable")),
         "network": network.combine([r["network"] for r in repeats if r.get("network")]),
         "repeats": repeats,

@@ -1,6 +1,6 @@
 """Once a second during a cell, what the load sees from outside: the queue's depth and in-flight
-leases (through the queue adapter, as the drain reads them) and the resident memory of the Locust
-process tree (master plus ``--processes`` workers). Soak runs compare these over time (bench.drift):
+leases (through the queue adapter, as the drain reads them) and the resident memory and CPU seconds of
+the Locust process tree (master plus ``--processes`` workers). Soak runs compare these over time (bench.drift):
 a backlog or a lease set that grows, or a load generator that leaks, is what a soak is for."""
 
 from __future__ import annotations
@@ -14,24 +14,36 @@ from typing import Any
 
 import psutil
 
-FIELDS = ("t_s", "depth", "inflight", "load_rss_bytes", "load_processes")
+FIELDS = ("t_s", "depth", "inflight", "load_rss_bytes", "load_processes", "load_cpu_s")
 
 
 def tree_rss(pid: int) -> tuple[int, int]:
     """(bytes resident, process count) of ``pid`` and all its descendants; (0, 0) once it is gone."""
+    rss, count, _ = tree_usage(pid)
+    return rss, count
+
+
+def tree_usage(pid: int) -> tuple[int, int, float | None]:
+    """(bytes resident, process count, CPU seconds user + system) of ``pid`` and all its descendants;
+    descendants it has reaped count in its own children's times. (0, 0, None) once it is gone."""
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
     except psutil.Error:
-        return 0, 0
+        return 0, 0, None
     total = count = 0
+    cpu = 0.0
     for proc in procs:
         try:
             total += proc.memory_info().rss
+            times = proc.cpu_times()
+            cpu += times.user + times.system
+            if proc is root:
+                cpu += times.children_user + times.children_system
             count += 1
         except psutil.Error:  # exited between the listing and the read
             continue
-    return total, count
+    return total, count, round(cpu, 3)
 
 
 class LoadProbe(threading.Thread):
@@ -58,7 +70,7 @@ class LoadProbe(threading.Thread):
         if self.queue is not None:
             with contextlib.suppress(Exception):
                 row["depth"], row["inflight"] = int(self.queue.depth()), int(self.queue.inflight())
-        row["load_rss_bytes"], row["load_processes"] = tree_rss(self.pid)
+        row["load_rss_bytes"], row["load_processes"], row["load_cpu_s"] = tree_usage(self.pid)
         return row
 
     def stop(self) -> None:

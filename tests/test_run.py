@@ -266,6 +266,6 @@ def test_external_cluster_only_graceful_failovers_with_explicit_flags(tmp_path: 
         assert all(t["unavailable_s"] < 3 for t in timelines)  # each outage is its own, not the next one's
         assert {row["name"] for row in cell["drift"]} >= {"enqueue p99", "queue depth", "load processes RSS"}  # >= 10 s
         probes = (out / cell["dir"] / "repeat-1" / "probes.csv").read_text().splitlines()
-        assert probes[0] == "t_s,depth,inflight,load_rss_bytes,load_processes" and len(probes) >= 6
+        assert probes[0] == "t_s,depth,inflight,load_rss_bytes,load_processes,load_cpu_s" and len(probes) >= 6
     finally:
         subprocess.run([sys.executable, "-m", "bench", "down", "--state-dir", str(state)], cwd=ROOT, timeout=60)
