@@ -76,8 +76,9 @@ def test_bench_run_with_a_round_trip_measures_it_and_the_load_feels_it(tmp_path:
     node_rtt = far["network"]["measured"]["node_rtt"]
     assert 1600 <= node_rtt["p50_us"] <= 2600, node_rtt
     assert far["network"]["measured"]["client_rtt"]["p50_us"] < 500  # the clients stay on loopback
-    # WAIT 1 waits for a replica's ack: one node round trip more per enqueue
-    assert far["ops"]["enqueue"]["p50_us"] >= wait["ops"]["enqueue"]["p50_us"] + 2000
+    # WAIT 1 waits for a replica's ack: one node round trip more per enqueue (2.2 ms more in a run here; the
+    # bound is the measured round trip less 10 %, as the two cells' client-side costs differ with their rates)
+    assert far["ops"]["enqueue"]["p50_us"] >= wait["ops"]["enqueue"]["p50_us"] + 0.9 * node_rtt["p50_us"]
 
     assert host_firewall() == before, "the host's firewall changed"
     assert net_namespaces() <= namespaces, "a network namespace was left behind"
