@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from . import ceiling, ceiling_calc
 from .backend_pool import BackendPool
+from .cost import processes_needed
 from .errors import UsageError
 
 
@@ -29,10 +30,16 @@ class CeilingOptions:
         return self
 
 
+def cheapest_step(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The step whose load spent the least CPU per task (usually the fastest: fewer empty dequeues per task)."""
+    costed = [s for s in steps if ((s.get("cost") or {}).get("client_us_per_task") or 0) > 0]
+    return min(costed, key=lambda s: s["cost"]["client_us_per_task"], default=None)
+
+
 def for_configuration(
     pool: BackendPool,
     params: dict[str, Any],
-    capacity: dict[str, Any],
+    config: dict[str, Any],
     at_capacity: dict[str, Any] | None,
     options: CeilingOptions,
     console: Console,
@@ -62,7 +69,15 @@ def for_configuration(
             result = {"skipped": f"failed: {exc}"}
         finally:
             pool.prepare(backend, params)  # what redis-benchmark left (its keys, its counters) is gone
-    result["sides"] = ceiling_calc.sides(capacity, result)
+    result["sides"] = ceiling_calc.sides(config.get("capacity"), result)
+    cheapest = cheapest_step(config.get("steps") or [])
+    if cheapest is not None:
+        client_us = cheapest["cost"]["client_us_per_task"]
+        result["sides"]["cheapest_step"] = {
+            "rate": (cheapest.get("params") or {}).get("rate"),
+            "client_us_per_task": client_us,
+            "load_processes_needed": processes_needed(result.get("tasks_per_s"), client_us),
+        }
     for line in ceiling_calc.sides_text(config_id, result["sides"], result):
         console.print(escape(line))
     return result

@@ -226,7 +226,7 @@ class CapacityRun:
         self.console.print(capacity_text(cell.id, config["capacity"], self.criteria))
         if self.ceiling is not None:
             at = config["steps"][shown.index - 1] if shown is not None else None
-            args = (cell.params, config["capacity"], at, self.ceiling, self.console, cell.id)
+            args = (cell.params, config, at, self.ceiling, self.console, cell.id)
             config["ceiling"] = for_configuration(self.backends, *args)
             self._write()
 
@@ -279,7 +279,7 @@ class CapacityRun:
         record["window"] = window
         cores = None if self.workers else window.get("generator_cpu_total")  # workers elsewhere: CPU unknown
         folders = sorted(rep_dir.glob("process-*")) or [rep_dir]
-        record["cost"] = cost_cell.repeat_cost(stats, folders, load or {}, step_cell.params, load_cores=cores)
+        record["cost"] = cost_cell.repeat_cost(stats, folders, load or {}, step_cell.params, client_cores=cores)
         return step, record
 
     def _locust(

@@ -147,6 +147,12 @@ def sides_text(config_id: str, two: Mapping[str, Any], ceiling: Mapping[str, Any
     if two["load_processes_needed"]:
         lines.append(
             f"  to offer it: {two['load_cores_needed']:.2f} cores of load = {two['load_processes_needed']} load "
-            f"process(es) at the measured {two['client_us_per_task']:.0f} CPU µs per task (one core each)"
+            f"process(es) at the {two['client_us_per_task']:.0f} CPU µs per task measured at capacity (one core each)"
+        )
+    cheap = two.get("cheapest_step") or {}
+    if cheap.get("load_processes_needed") and cheap.get("client_us_per_task") != two["client_us_per_task"]:
+        lines.append(
+            f"    or {cheap['load_processes_needed']} at the {cheap['client_us_per_task']:.0f} µs per task of the "
+            f"cheapest step ({_n(cheap.get('rate'))}/s: fewer empty dequeues per task as the rate grows)"
         )
     return lines

@@ -289,14 +289,14 @@ def predicted_ceiling(server_us_per_task: float | None, masters: int) -> float |
 def client_cost(cpu_points: list[tuple[float, float]], acks_per_s: float | None) -> dict[str, Any]:
     """CPU of the load processes (``(t_s, cpu_s)`` samples over the measured window, user + system of the
     Locust process tree) per completed task: cores used / acks per second."""
-    out: dict[str, Any] = {"load_cores": None, "client_us_per_task": None}
+    out: dict[str, Any] = {"client_cores": None, "client_us_per_task": None}
     if len(cpu_points) < 2:
         return out
     (t0, c0), (t1, c1) = cpu_points[0], cpu_points[-1]
     if t1 <= t0:
         return out
     cores = max(0.0, (c1 - c0) / (t1 - t0))
-    out["load_cores"] = round(cores, 3)
+    out["client_cores"] = round(cores, 3)
     if acks_per_s:
         out["client_us_per_task"] = round(cores / acks_per_s * 1e6, 3)
     return out
@@ -315,7 +315,7 @@ HEADLINE = (
     "server_us_per_completed_task",
     "replica_us_per_task",
     "client_us_per_task",
-    "load_cores",
+    "client_cores",
     "wait_us_per_task",
     "busiest_master_share",
     "predicted_ceiling",

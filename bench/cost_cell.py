@@ -64,9 +64,9 @@ def repeat_cost(
     params: dict[str, Any],
     *,
     cpu: list[tuple[float, float]] | None = None,
-    load_cores: float | None = None,
+    client_cores: float | None = None,
 ) -> dict[str, Any] | None:
-    """The repeat's cost: servers (``stats``), clients (``cpu`` samples, or ``load_cores`` measured
+    """The repeat's cost: servers (``stats``), clients (``cpu`` samples, or ``client_cores`` measured
     elsewhere, e.g. by the capacity sampler) and the time in between."""
     if not stats:
         return None
@@ -77,9 +77,9 @@ def repeat_cost(
     acks_per_s = (ops.get("ack") or {}).get("ops_per_s")
     if cpu is not None:
         cost.update(client_cost(cpu, acks_per_s))
-    elif load_cores is not None:
-        cost["load_cores"] = load_cores
-        cost["client_us_per_task"] = round(load_cores / acks_per_s * 1e6, 3) if acks_per_s else None
+    elif client_cores is not None:
+        cost["client_cores"] = client_cores
+        cost["client_us_per_task"] = round(client_cores / acks_per_s * 1e6, 3) if acks_per_s else None
     enq, acks = counts["enqueue"], counts["ack"]
     cost["balanced"] = bool(acks) and abs(enq - acks) <= 0.1 * acks
     return cost

@@ -22,8 +22,8 @@ def cost_section(cells: list[dict[str, Any]]) -> list[str]:
         per_op = cost.get("per_op") or {}
         split = " / ".join(_us((per_op.get(op) or {}).get("us_per_op")) for op in ("enqueue", "dequeue", "ack"))
         client = _us(cost.get("client_us_per_task"))
-        if cost.get("load_cores") is not None:
-            client += f" ({cost['load_cores']:.2f} cores)"
+        if cost.get("client_cores") is not None:
+            client += f" ({cost['client_cores']:.2f} cores)"
         share = cost.get("busiest_master_share")
         rows.append(
             [
@@ -66,6 +66,16 @@ def _rate(value: Any, lower: Any = False) -> str:
     return "–" if value is None else ("≥ " if lower else "") + n(value)
 
 
+def _processes(sides: dict[str, Any]) -> str:
+    if sides.get("load_processes_needed") is None:
+        return "–"
+    text = f"{sides['load_processes_needed']} ({_us(sides.get('client_us_per_task'))} µs/task at capacity)"
+    cheap = sides.get("cheapest_step") or {}
+    if cheap.get("load_processes_needed") and cheap.get("client_us_per_task") != sides.get("client_us_per_task"):
+        text += f"; {cheap['load_processes_needed']} at {n(cheap.get('rate'))}/s ({_us(cheap['client_us_per_task'])})"
+    return text
+
+
 def ceiling_section(summary: dict[str, Any]) -> list[str]:
     configs = [c for c in summary.get("configurations") or [] if c.get("ceiling")]
     if not configs:
@@ -95,9 +105,7 @@ def ceiling_section(summary: dict[str, Any]) -> list[str]:
                 + ("" if ceil.get("saturated") else " (still growing)"),
                 ratio,
                 cores or "–",
-                "–"
-                if sides.get("load_processes_needed") is None
-                else f"{sides['load_processes_needed']} ({_us(sides.get('client_us_per_task'))} µs/task)",
+                _processes(sides),
             ]
         )
     headers = ["configuration", "harness (Locust) tasks/s", "server-side ceiling tasks/s", "all masters at once"]
@@ -116,6 +124,8 @@ def ceiling_section(summary: dict[str, Any]) -> list[str]:
         "this host gave. Without pipelining: one command per round trip, as TaskQueue sends them. Predicted: "
         "10⁶ / the scripts' µs per task (commandstats under redis-benchmark, and under the load at capacity) "
         "per master; below 1, the server's time outside command execution (socket I/O, parsing, the event "
-        "loop). Load processes: the ceiling × the client CPU µs per task measured at capacity, one core each.",
+        "loop). Load processes: the ceiling × the client CPU µs per task measured at capacity, one core each, "
+        "and at the step whose load spent the least CPU per task (the CPU per task falls as the rate grows: fewer "
+        "empty dequeues per task).",
         "",
     ]

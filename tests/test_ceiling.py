@@ -68,6 +68,19 @@ def test_rounds_combine_to_medians_and_the_sides_say_how_many_processes() -> Non
     assert sides_text("c", two, {"skipped": "why"}) == ["server-side ceiling [c]: not measured (why)"]
 
 
+def test_the_cheapest_step_says_how_few_processes_could_do() -> None:
+    from bench.capacity_ceiling import cheapest_step
+
+    steps = [{"params": {"rate": r}, "cost": {"client_us_per_task": us}} for r, us in ((500, 1500.0), (2000, 450.0))]
+    assert cheapest_step([*steps, {"params": {"rate": 9}, "cost": None}]) == steps[1]
+    assert cheapest_step([{"cost": {"client_us_per_task": None}}]) is None
+    two = sides({"rate": 958.0}, {"tasks_per_s": 67_000.0, "client_us_per_task": 950.0})
+    two["cheapest_step"] = {"rate": 2000.0, "client_us_per_task": 450.0, "load_processes_needed": 31}
+    text = "\n".join(sides_text("c", two, {"tasks_per_s": 67_000.0, "masters": []}))
+    assert "= 64 load process(es) at the 950 CPU µs per task measured at capacity" in text
+    assert "or 31 at the 450 µs per task of the cheapest step (2,000/s" in text
+
+
 def _llen(backend: StandaloneBackend | ClusterBackend, m: ceiling.Master) -> int:
     with m.server.client() as r:
         return int(r.llen(m.keys.ready))

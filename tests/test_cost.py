@@ -142,8 +142,8 @@ def test_stream_engine_counts_only_the_clients_own_xreadgroup() -> None:
 
 def test_client_cost_and_the_load_processes_a_rate_needs() -> None:
     out = client_cost([(2.0, 10.0), (3.0, 10.5), (6.0, 12.0)], acks_per_s=4000.0)
-    assert out == {"load_cores": 0.5, "client_us_per_task": 125.0}
-    assert client_cost([(2.0, 10.0)], 4000.0)["load_cores"] is None
+    assert out == {"client_cores": 0.5, "client_us_per_task": 125.0}
+    assert client_cost([(2.0, 10.0)], 4000.0)["client_cores"] is None
     assert processes_needed(50_000, 125.0) == 7 and processes_needed(8_000, 125.0) == 1
     assert processes_needed(None, 125.0) is None
     assert predicted_ceiling(10.0, 3) == 300_000.0 and predicted_ceiling(None, 3) is None
@@ -178,7 +178,7 @@ def test_report_section_shows_a_row_per_cell_with_a_cost() -> None:
     cost = {
         "server_us_per_task": 10.7,
         "client_us_per_task": 317.1,
-        "load_cores": 0.98,
+        "client_cores": 0.98,
         "wait_us_per_task": 1906.1,
         "busiest_master_share": 0.342,
         "masters": 3,
