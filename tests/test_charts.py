@@ -657,6 +657,7 @@ def test_demo_pool_sweep_is_one_line_per_backend_and_round_trip(tmp_path: Path) 
     lines = {str(line.get_label()): list(line.get_xdata()) for line in fig.axes[0].get_lines()}
     assert lines == {
         "blocking, cluster, 20 users": [1, 5, 50],
+        "blocking, cluster, 20 users, 1 ms RTT": [50],
         "blocking, standalone, 20 users": [1, 2, 5, 20, 50],
         "blocking, standalone, 20 users, 1 ms RTT": [1, 2, 5, 20, 50],
     }
