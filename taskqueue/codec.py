@@ -18,6 +18,12 @@ def encode_record(enqueued_at_ns: int, payload: bytes | bytearray | memoryview) 
     return _HEADER.pack(enqueued_at_ns) + payload
 
 
+def encode_records(enqueued_at_ns: int, payloads: list[bytes | bytearray | memoryview]) -> list[bytes]:
+    """The records of a batch enqueued at one time: the header is packed once."""
+    header = _HEADER.pack(enqueued_at_ns)
+    return [header + payload for payload in payloads]
+
+
 def decode_record(record: bytes) -> tuple[int, bytes]:
     if len(record) < HEADER_SIZE:
         raise ValueError(f"task record too short ({len(record)} bytes)")
@@ -45,3 +51,15 @@ class IdFactory:
         if os.getpid() != self._pid:
             self._reset()
         return f"{self._prefix}-{next(self._counter):x}"
+
+    def many(self, n: int) -> tuple[list[str], list[int]]:
+        """``n`` new ids and their counters (``partition_of(id, p) == counter % p``), at a fraction
+        of ``n`` calls' cost. Each counter value is taken once, so ids stay unique across threads."""
+        if os.getpid() != self._pid:
+            self._reset()
+        counters = list(itertools.islice(self._counter, n))
+        head = f"{self._prefix}-"
+        if "%" in head or "\n" in head:  # a fixed prefix the bulk format below cannot carry
+            return [f"{head}{c:x}" for c in counters], counters
+        # One %-format of the whole batch, then split: about half the cost of an f-string per id.
+        return (f"{head}%x\n" * n % tuple(counters)).split("\n")[:-1], counters

@@ -35,3 +35,13 @@ def checked_payload(payload: Any, limit: int, where: str = "payload") -> Payload
             "QueueSettings(max_payload_bytes=N) (Redis refuses values over its proto-max-bulk-len, 512 MB)"
         )
     return payload
+
+
+def checked_payloads(payloads: Any, limit: int) -> list[Payload]:
+    """``checked_payload`` of every item, the first bad one raising (named ``payloads[i]``). A batch of
+    plain ``bytes`` within the limit, the usual case, is taken as it is, without a call per item."""
+    items = list(payloads)
+    for payload in items:
+        if type(payload) is not bytes or len(payload) > limit:
+            return [checked_payload(p, limit, f"payloads[{i}]") for i, p in enumerate(items)]
+    return items

@@ -13,12 +13,12 @@ from redis import exceptions as rex
 from redis.cluster import RedisCluster
 
 from .calls import bounded, call_scope, typed_error, typed_errors
-from .codec import IdFactory, encode_record
+from .codec import IdFactory, encode_record, encode_records
 from .connection import Client, build_cluster, build_standalone, endpoint_report, pool_report, server_report, time_left
 from .engines import ENGINES, make_engine
 from .errors import REDIS_ERRORS, TaskQueueError
 from .keys import PartitionKeys, partition_keys, queue_pattern
-from .payload import PAYLOAD_TYPES, Payload, checked_payload
+from .payload import PAYLOAD_TYPES, Payload, checked_payload, checked_payloads
 from .replication import enqueue_replicated
 from .settings import QueueSettings, backend_from_env, parse_nodes
 from .task import Task, partition_of
@@ -228,35 +228,74 @@ class TaskQueue:
 
     @bounded
     def enqueue_many(self, payloads: Sequence[Payload], *, task_ids: Sequence[str] | None = None) -> list[str]:
-        """Pipelined enqueue: one script call per partition, one round trip per node. Every
+        """One script call per partition carrying all its tasks, in one round trip per node. Every
         payload is checked (type, ``max_payload_bytes``) before any is sent."""
         if isinstance(payloads, (*PAYLOAD_TYPES, str)):
             raise TypeError(
                 f"payloads must be a sequence of payloads, got one {type(payloads).__name__}: "
                 "use enqueue(payload) or enqueue_many([payload])"
             )
-        limit = self.settings.max_payload_bytes
-        checked = [checked_payload(p, limit, f"payloads[{i}]") for i, p in enumerate(payloads)]
-        ids = list(task_ids) if task_ids is not None else [self._new_id() for _ in checked]
-        now = time.time_ns()
-        args: dict[int, list[Any]] = {}
-        for task_id, payload in zip(ids, checked, strict=True):
-            args.setdefault(partition_of(task_id, self.partitions), []).extend((task_id, encode_record(now, payload)))
-        calls = [(self.engine.enqueue_keys(p), a) for p, a in args.items()]
-        results = self._pipelined_script(self.engine.enqueue_many_script, calls)
-        for p, result in zip(args, results, strict=True):
+        checked = checked_payloads(payloads, self.settings.max_payload_bytes)
+        counters: list[int] | None = None
+        if task_ids is None:
+            ids, counters = self._new_id.many(len(checked))
+        else:
+            ids = list(task_ids)
+            if len(ids) != len(checked):
+                raise ValueError(f"{len(ids)} task_ids for {len(checked)} payloads: give one id per payload")
+        if not ids:
+            return ids
+        batches = self._by_partition(ids, encode_records(time.time_ns(), checked), counters)
+        script = self.engine.enqueue_many_script
+        if len(batches) == 1:  # no pipeline needed: the plain call path, NOSCRIPT retry included
+            p, args = batches[0]
+            keys = self.engine.enqueue_keys(p)
+            self.call(script, *keys, *args, numkeys=len(keys), partition=p)
+            return ids
+        calls = [(p, self.engine.enqueue_keys(p), args) for p, args in batches]
+        results = self._pipelined_script(script, calls)
+        for (p, _, _), result in zip(calls, results, strict=True):
             if isinstance(result, Exception):
                 raise typed_error(result, p) from result
         return ids
 
-    def _pipelined_script(self, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+    def _by_partition(
+        self, ids: list[str], records: list[bytes], counters: list[int] | None
+    ) -> list[tuple[int, list[Any]]]:
+        """``(partition, [id, record, id, record, …])`` per partition, tasks in batch order, partitions
+        in the order of their first task."""
+        parts = self.partitions
+        if parts == 1:
+            return [(0, _interleaved(ids, records))]
+        if counters is not None and counters[-1] - counters[0] == len(counters) - 1:
+            # Consecutive generated ids go round-robin (partition = counter % parts): every
+            # parts-th task from an offset shares a partition, so slices group them.
+            first = counters[0]
+            return [
+                ((first + offset) % parts, _interleaved(ids[offset::parts], records[offset::parts]))
+                for offset in range(min(parts, len(ids)))
+            ]
+        groups: dict[int, list[Any]] = {}
+        for task_id, record in zip(ids, records, strict=True):
+            groups.setdefault(partition_of(task_id, parts), []).extend((task_id, record))
+        return list(groups.items())
+
+    def _pipelined_script(self, script: Any, calls: list[tuple[int, list[str], list[Any]]]) -> list[Any]:
+        cluster = self.client if isinstance(self.client, RedisCluster) else None
         results: list[Any] = []
         for attempt in range(2):
             with typed_errors():
                 pipe = self.client.pipeline(transaction=False)
-                for keys, args in calls:
+                for _, keys, args in calls:
                     # execute_command: ClusterPipeline blocks the evalsha() helper, not the command.
-                    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                    if cluster is None:
+                        pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                        continue
+                    # Routed here by the partition's key: left to itself, ClusterPipeline asks a node for
+                    # an EVALSHA's keys (COMMAND GETKEYS), one more round trip per call. A MOVED or ASK
+                    # reply is still followed, by the client's own routing.
+                    node = cluster.get_node_from_key(keys[0])
+                    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args, target_nodes=node)
                 results = pipe.execute(raise_on_error=False)
             if attempt == 0 and any(isinstance(r, rex.NoScriptError) for r in results):
                 # A new master (after failover) or a flushed script cache: load, retry once.
@@ -364,6 +403,14 @@ class TaskQueue:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _interleaved(ids: list[str], records: list[bytes]) -> list[Any]:
+    """``[id, record, id, record, …]``, the scripts' ARGV, by two slice assignments."""
+    args: list[Any] = [None] * (2 * len(ids))
+    args[0::2] = ids
+    args[1::2] = records
+    return args
 
 
 __all__ = ["Task", "TaskQueue", "TaskQueueError"]

@@ -17,11 +17,46 @@ return 0
 
 ENQUEUE_MANY = """#!lua
 -- KEYS: ready, tasks   ARGV: id1, record1, id2, record2, …   Returns how many were new.
+-- Same outcome as ENQUEUE per task in order (an id stored already, or earlier in the batch, is
+-- skipped), with one HMGET + HSET + LPUSH per chunk: a redis.call per task cost more than the writes.
+-- Chunks, because unpack() is bounded by the Lua C stack (8000 values).
+local ARGV, unpack, call = ARGV, unpack, redis.call  -- locals: a global lookup per use otherwise
 local added = 0
-for i = 1, #ARGV, 2 do
-  if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1]) == 1 then
-    redis.call('LPUSH', KEYS[1], ARGV[i])
-    added = added + 1
+for first = 1, #ARGV, 2000 do
+  local last = math.min(first + 1999, #ARGV)
+  local ids, n = {}, 0
+  for i = first, last, 2 do
+    n = n + 1
+    ids[n] = ARGV[i]
+  end
+  local known = call('HMGET', KEYS[2], unpack(ids))
+  local fresh = true
+  for j = 1, n do
+    if known[j] then fresh = false break end
+  end
+  -- The usual case, all new: HSET counts n new fields only if no id repeats in the chunk.
+  if fresh and call('HSET', KEYS[2], unpack(ARGV, first, last)) == n then
+    call('LPUSH', KEYS[1], unpack(ids))
+    added = added + n
+  else
+    -- Only the first copy of each id not stored before (a repeated id that the HSET above
+    -- gave its last record gets the first one back).
+    local fields, new, k, taken = {}, {}, 0, {}
+    for j = 1, n do
+      local id = ids[j]
+      if not known[j] and not taken[id] then
+        taken[id] = true
+        k = k + 1
+        new[k] = id
+        fields[2 * k - 1] = id
+        fields[2 * k] = ARGV[first + 2 * j - 1]
+      end
+    end
+    if k > 0 then
+      call('HSET', KEYS[2], unpack(fields))
+      call('LPUSH', KEYS[1], unpack(new))
+    end
+    added = added + k
   end
 end
 return added
@@ -96,13 +131,34 @@ return 0
 """
 
 STREAM_ENQUEUE_MANY = """#!lua
--- KEYS: stream, ids   ARGV: id1, record1, id2, record2, …
+-- KEYS: stream, ids   ARGV: id1, record1, id2, record2, …   Returns how many were new.
+-- As STREAM_ENQUEUE per task in order, with one HMGET + HSET per chunk (see ENQUEUE_MANY); XADD
+-- takes one entry per call.
+local ARGV, unpack, call = ARGV, unpack, redis.call
 local added = 0
-for i = 1, #ARGV, 2 do
-  if redis.call('HSETNX', KEYS[2], ARGV[i], 1) == 1 then
-    redis.call('XADD', KEYS[1], '*', 'id', ARGV[i], 'r', ARGV[i + 1])
-    added = added + 1
+for first = 1, #ARGV, 2000 do
+  local last = math.min(first + 1999, #ARGV)
+  local ids, n = {}, 0
+  for i = first, last, 2 do
+    n = n + 1
+    ids[n] = ARGV[i]
   end
+  local known = call('HMGET', KEYS[2], unpack(ids))
+  local fields, k, taken = {}, 0, {}
+  for j = 1, n do
+    local id = ids[j]
+    if not known[j] and not taken[id] then
+      taken[id] = true
+      k = k + 1
+      fields[2 * k - 1] = id
+      fields[2 * k] = 1
+      call('XADD', KEYS[1], '*', 'id', id, 'r', ARGV[first + 2 * j - 1])
+    end
+  end
+  if k > 0 then
+    call('HSET', KEYS[2], unpack(fields))
+  end
+  added = added + k
 end
 return added
 """

@@ -26,6 +26,7 @@ from bench.backends import ClusterBackend
 from bench.ports import free_port
 from bench.servers import RedisServer, find_server_bin
 from taskqueue import PoolExhausted, QueueFull, QueueSettings, QueueUnavailable, TaskQueue, TaskQueueError
+from taskqueue.codec import decode_record
 from taskqueue.connection import CALL, CallScope, DeadlineBackoff, DeadlineRetry
 from taskqueue.errors import AMBIGUOUS_KINDS, DeadlineExceeded, PayloadTooLarge
 
@@ -131,6 +132,88 @@ def test_batches(make_queue) -> None:
         for t in batch:
             q.ack(t)
     assert seen == set(ids)
+
+
+def _stored(q: TaskQueue, p: int) -> tuple[list[str], dict[str, bytes]]:
+    """Partition ``p`` read raw: the ids waiting, oldest first, and the payload stored for each id."""
+    k, client = q.keys_of(p), q.client
+    replies: Any  # bytes replies (no decode_responses); redis-py types them loosely
+    records: Any
+    if q.engine.name == "list":
+        replies = client.lrange(k.ready, 0, -1)
+        waiting = [i.decode() for i in reversed(replies)]
+        records = client.hgetall(k.tasks)
+    else:
+        replies = client.xrange(k.stream)
+        waiting = [fields[b"id"].decode() for _, fields in replies]
+        records = {fields[b"id"]: fields[b"r"] for _, fields in replies}
+        replies = client.hkeys(k.ids)
+        assert {i.decode() for i in replies} == set(waiting)
+    return waiting, {i.decode(): decode_record(r)[1] for i, r in records.items()}
+
+
+def test_enqueue_many_with_repeated_and_known_ids_stores_each_task_once_on_its_partition(make_queue) -> None:
+    """One script call per partition: ids already stored keep their first record, a repeat within the batch is
+    skipped (first copy wins), every new task gets its record and one place in its partition, in batch order."""
+    q = make_queue()
+    expected: dict[int, tuple[list[str], dict[str, bytes]]] = {p: ([], {}) for p in range(q.partitions)}
+
+    def enqueue(ids: list[str] | None, payloads: list[bytes]) -> None:
+        given = ids
+        ids = q.enqueue_many(payloads, task_ids=given)
+        assert len(ids) == len(payloads) and (given is None or ids == given)
+        for task_id, payload in zip(ids, payloads, strict=True):
+            waiting, records = expected[q.partition_for(task_id)]
+            if task_id not in records:
+                waiting.append(task_id)
+                records[task_id] = payload
+        for p in range(q.partitions):
+            assert _stored(q, p) == expected[p], p
+
+    known = [f"known-{i}" for i in range(5)] + [q.new_id() for _ in range(5)]
+    enqueue([*known, *known[:4]], [b"first-%d" % i for i in range(14)])  # repeats, nothing stored yet
+    fresh = [q.new_id() for _ in range(80)] + [f"order-{i}" for i in range(10)]
+    ids = fresh[:40] + known[:5] + fresh[40:] + fresh[:3] + known[5:7]  # 100 ids, 90 of them new
+    enqueue(ids, [b"p-%d" % i for i in range(len(ids))])
+    assert q.depth() == 100
+    enqueue(None, [b"generated-%d" % i for i in range(31)])  # generated ids: routed by their counters
+    assert q.depth() == 131
+    if q.partitions > 1:
+        assert all(expected[p][0] for p in range(q.partitions))  # the batch did span every partition
+
+
+def test_enqueue_many_of_more_tasks_than_one_script_chunk(make_queue) -> None:
+    """The script works in chunks (Lua's unpack() takes at most 8000 values): repeats across a chunk boundary
+    and in one chunk are still stored once, in batch order."""
+    q = make_queue(partitions=1)
+    ids = [f"t-{i}" for i in range(4500)]
+    ids[1000] = ids[999]  # across the boundary of the first chunk (1000 tasks)
+    ids[3001] = ids[10]
+    ids[4499] = ids[4498]
+    q.enqueue_many([b"x"] * len(ids), task_ids=ids)
+    unique = list(dict.fromkeys(ids))
+    assert q.depth() == len(unique) == 4497
+    waiting, records = _stored(q, 0)
+    assert waiting == unique and set(records) == set(unique)
+
+
+def test_enqueue_many_checks_the_ids_and_stores_nothing_at_oom(make_queue, standalone) -> None:
+    q = make_queue(partitions=1)
+    with pytest.raises(ValueError, match="2 task_ids for 3 payloads"):
+        q.enqueue_many([b"a", b"b", b"c"], task_ids=["x", "y"])
+    assert q.enqueue_many([]) == []
+    if q.is_cluster:
+        return
+    with standalone.server.client() as r:
+        r.config_set("maxmemory-policy", "noeviction")
+        r.config_set("maxmemory", 1)  # every write that may grow memory is now refused
+        try:
+            with pytest.raises(QueueFull) as info:
+                q.enqueue_many([b"x"] * 10)
+            assert info.value.kind == "oom" and outcome_of(info.value.kind) == "rejected"
+        finally:
+            r.config_set("maxmemory", 0)
+    assert q.depth() == 0
 
 
 def test_blocking_dequeue_wakes_on_enqueue(make_queue) -> None:
