@@ -6,9 +6,9 @@ Task ids are client-made so a retried enqueue carries the same id.
 
 from __future__ import annotations
 
-import itertools
 import os
 import struct
+import threading
 
 _HEADER = struct.Struct(">Q")
 HEADER_SIZE = _HEADER.size
@@ -45,21 +45,35 @@ class IdFactory:
     def _reset(self) -> None:
         self._pid = os.getpid()
         self._prefix = self._fixed_prefix or os.urandom(8).hex()
-        self._counter = itertools.count(1)
+        self._lock = threading.Lock()  # new after a fork too: a parent thread may have held the old one
+        self._last = 0  # the highest counter handed out; every id takes a higher one
+        self._batches = 0  # sticky batches so far: batch k goes to partition k % partitions
 
     def __call__(self) -> str:
         if os.getpid() != self._pid:
             self._reset()
-        return f"{self._prefix}-{next(self._counter):x}"
+        with self._lock:
+            self._last += 1
+            counter = self._last
+        return f"{self._prefix}-{counter:x}"
 
-    def many(self, n: int) -> tuple[list[str], list[int]]:
-        """``n`` new ids and their counters (``partition_of(id, p) == counter % p``), at a fraction
-        of ``n`` calls' cost. Each counter value is taken once, so ids stay unique across threads."""
+    def sticky(self, n: int, partitions: int) -> tuple[list[str], int, int]:
+        """``n`` new ids that all map to one partition (``partition_of(id, partitions)``), their
+        first counter and that partition: counters ``first, first + partitions, …``, ``first %
+        partitions`` rotating batch after batch (a sticky partitioner, as Kafka's). The counter
+        values in between are skipped, never handed out, so ids stay unique across threads and
+        with ``__call__`` interleaved; single ids still go round-robin."""
         if os.getpid() != self._pid:
             self._reset()
-        counters = list(itertools.islice(self._counter, n))
+        with self._lock:
+            partition = self._batches % partitions
+            self._batches += 1
+            base = self._last + 1
+            first = base + (partition - base) % partitions
+            self._last = first + (n - 1) * partitions if n else self._last
         head = f"{self._prefix}-"
+        counters = range(first, first + n * partitions, partitions)
         if "%" in head or "\n" in head:  # a fixed prefix the bulk format below cannot carry
-            return [f"{head}{c:x}" for c in counters], counters
+            return [f"{head}{c:x}" for c in counters], first, partition
         # One %-format of the whole batch, then split: about half the cost of an f-string per id.
-        return (f"{head}%x\n" * n % tuple(counters)).split("\n")[:-1], counters
+        return (f"{head}%x\n" * n % tuple(counters)).split("\n")[:-1], first, partition

@@ -180,8 +180,10 @@ class TaskQueue:
 
     def partition_for(self, task_id: str) -> int:
         """The partition a task id lives in: a pure function of the id, so a retried enqueue
-        lands on the same partition and is deduplicated there. Generated ids end in a counter,
-        which makes consecutive enqueues round-robin over the partitions."""
+        lands on the same partition and is deduplicated there. Generated ids end in a counter
+        (``partition = counter % partitions``): consecutive ``enqueue`` calls go round-robin over the
+        partitions, and a batch of ``enqueue_many`` gets counters that all map to one partition
+        (rotating batch after batch)."""
         return partition_of(task_id, self.partitions)
 
     @bounded
@@ -228,25 +230,36 @@ class TaskQueue:
 
     @bounded
     def enqueue_many(self, payloads: Sequence[Payload], *, task_ids: Sequence[str] | None = None) -> list[str]:
-        """One script call per partition carrying all its tasks, in one round trip per node. Every
-        payload is checked (type, ``max_payload_bytes``) before any is sent."""
+        """Store a batch; returns its ids. Every payload is checked (type, ``max_payload_bytes``)
+        before any is sent.
+
+        Generated ids (no ``task_ids``): the whole batch goes to ONE partition, one script call on
+        one node (a sticky partitioner, as Kafka's): the ids are made to map there, and the partition
+        rotates batch after batch, so batches spread over every partition and single ``enqueue`` calls
+        still go round-robin. Given ``task_ids``: each task goes to its id's partition
+        (:meth:`partition_for`, retries deduplicated there), one script call per partition, all in
+        one round trip per node."""
         if isinstance(payloads, (*PAYLOAD_TYPES, str)):
             raise TypeError(
                 f"payloads must be a sequence of payloads, got one {type(payloads).__name__}: "
                 "use enqueue(payload) or enqueue_many([payload])"
             )
         checked = checked_payloads(payloads, self.settings.max_payload_bytes)
-        counters: list[int] | None = None
+        script = self.engine.enqueue_many_script
         if task_ids is None:
-            ids, counters = self._new_id.many(len(checked))
-        else:
-            ids = list(task_ids)
-            if len(ids) != len(checked):
-                raise ValueError(f"{len(ids)} task_ids for {len(checked)} payloads: give one id per payload")
+            if not checked:
+                return []
+            ids, _, p = self._new_id.sticky(len(checked), self.partitions)
+            keys = self.engine.enqueue_keys(p)
+            args = _interleaved(ids, encode_records(time.time_ns(), checked))
+            self.call(script, *keys, *args, numkeys=len(keys), partition=p)
+            return ids
+        ids = list(task_ids)
+        if len(ids) != len(checked):
+            raise ValueError(f"{len(ids)} task_ids for {len(checked)} payloads: give one id per payload")
         if not ids:
             return ids
-        batches = self._by_partition(ids, encode_records(time.time_ns(), checked), counters)
-        script = self.engine.enqueue_many_script
+        batches = self._by_partition(ids, encode_records(time.time_ns(), checked))
         if len(batches) == 1:  # no pipeline needed: the plain call path, NOSCRIPT retry included
             p, args = batches[0]
             keys = self.engine.enqueue_keys(p)
@@ -259,22 +272,12 @@ class TaskQueue:
                 raise typed_error(result, p) from result
         return ids
 
-    def _by_partition(
-        self, ids: list[str], records: list[bytes], counters: list[int] | None
-    ) -> list[tuple[int, list[Any]]]:
+    def _by_partition(self, ids: list[str], records: list[bytes]) -> list[tuple[int, list[Any]]]:
         """``(partition, [id, record, id, record, …])`` per partition, tasks in batch order, partitions
         in the order of their first task."""
         parts = self.partitions
         if parts == 1:
             return [(0, _interleaved(ids, records))]
-        if counters is not None and counters[-1] - counters[0] == len(counters) - 1:
-            # Consecutive generated ids go round-robin (partition = counter % parts): every
-            # parts-th task from an offset shares a partition, so slices group them.
-            first = counters[0]
-            return [
-                ((first + offset) % parts, _interleaved(ids[offset::parts], records[offset::parts]))
-                for offset in range(min(parts, len(ids)))
-            ]
         groups: dict[int, list[Any]] = {}
         for task_id, record in zip(ids, records, strict=True):
             groups.setdefault(partition_of(task_id, parts), []).extend((task_id, record))

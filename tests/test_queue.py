@@ -26,9 +26,10 @@ from bench.backends import ClusterBackend
 from bench.ports import free_port
 from bench.servers import RedisServer, find_server_bin
 from taskqueue import PoolExhausted, QueueFull, QueueSettings, QueueUnavailable, TaskQueue, TaskQueueError
-from taskqueue.codec import decode_record
+from taskqueue.codec import IdFactory, decode_record
 from taskqueue.connection import CALL, CallScope, DeadlineBackoff, DeadlineRetry
 from taskqueue.errors import AMBIGUOUS_KINDS, DeadlineExceeded, PayloadTooLarge
+from taskqueue.task import partition_of
 
 pytestmark = pytest.mark.client  # make test-latest runs this file under the newest redis-py too
 
@@ -176,10 +177,64 @@ def test_enqueue_many_with_repeated_and_known_ids_stores_each_task_once_on_its_p
     ids = fresh[:40] + known[:5] + fresh[40:] + fresh[:3] + known[5:7]  # 100 ids, 90 of them new
     enqueue(ids, [b"p-%d" % i for i in range(len(ids))])
     assert q.depth() == 100
-    enqueue(None, [b"generated-%d" % i for i in range(31)])  # generated ids: routed by their counters
+    enqueue(None, [b"generated-%d" % i for i in range(31)])  # generated ids: one partition, picked by counters
     assert q.depth() == 131
-    if q.partitions > 1:
-        assert all(expected[p][0] for p in range(q.partitions))  # the batch did span every partition
+
+
+def test_enqueue_many_of_generated_ids_sticks_to_one_partition_per_batch(make_queue) -> None:
+    """A batch of generated ids lands in ONE partition (one script call on one node), consecutive batches rotate
+    over every partition, single enqueues in between still go round-robin, every id is new; caller-given ids go
+    to their own partitions."""
+    q = make_queue(partitions=3)
+    expected: dict[int, list[str]] = {p: [] for p in range(3)}
+    batch_partitions = []
+    for size in (7, 1, 30, 5, 12, 2):
+        ids = q.enqueue_many([b"b"] * size)
+        parts = {q.partition_for(i) for i in ids}
+        assert len(ids) == size and len(parts) == 1, parts
+        batch_partitions.append(parts.pop())
+        expected[batch_partitions[-1]].extend(ids)
+        singles = [q.enqueue(b"s") for _ in range(3)]
+        assert {q.partition_for(i) for i in singles} == {0, 1, 2}  # round-robin
+        for task_id in singles:
+            expected[q.partition_for(task_id)].append(task_id)
+    assert batch_partitions == [0, 1, 2, 0, 1, 2]
+    given = [f"order-{i}" for i in range(40)]
+    q.enqueue_many([b"g"] * len(given), task_ids=given)
+    for task_id in given:
+        expected[q.partition_for(task_id)].append(task_id)
+    assert len({q.partition_for(i) for i in given}) == 3
+    every = [i for ids in expected.values() for i in ids]
+    assert len(every) == len(set(every)) == q.depth() == 57 + 18 + 40
+    for p in range(3):
+        assert _stored(q, p)[0] == expected[p], p
+
+
+def test_generated_ids_stay_unique_across_threads_and_interleaved_calls() -> None:
+    """Sticky batches skip the counters of other partitions; no counter is ever handed out twice, and the ids the
+    factory returns are the ones its counters spell."""
+    factory = IdFactory("pre")
+    ids, first, partition = factory.sticky(4, 3)
+    assert (ids, first, partition) == (["pre-3", "pre-6", "pre-9", "pre-c"], 3, 0)
+    assert factory() == "pre-d" and factory.sticky(2, 3) == (["pre-10", "pre-13"], 16, 1)
+    assert factory.sticky(1, 3) == (["pre-14"], 20, 2) and factory.sticky(2, 1)[0] == ["pre-15", "pre-16"]
+    assert [partition_of(i, 5) for i in factory.sticky(50, 5)[0]] == [4] * 50  # 5th batch: 4 % 5
+
+    got: list[list[str]] = []
+
+    def produce(k: int) -> None:
+        mine = []
+        for n in range(300):
+            mine.extend(factory.sticky(n % 7 + 1, 4)[0] if (n + k) % 2 else [factory()])
+        got.append(mine)
+
+    threads = [threading.Thread(target=produce, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = [i for ids in got for i in ids]
+    assert len(every) == len(set(every)) > 4 * 300
 
 
 def test_enqueue_many_of_more_tasks_than_one_script_chunk(make_queue) -> None:
@@ -306,8 +361,8 @@ def test_cluster_partitions_cover_every_master(cluster) -> None:
         assert len(masters) == 3
         assert set(q.partition_masters().values()) == masters
         assert q.partitions >= 3
-        ids = q.enqueue_many([b"x"] * 30)
-        assert {q.partition_for(i) for i in ids} == set(range(q.partitions))  # round-robin
+        ids = [i for _ in range(q.partitions) for i in q.enqueue_many([b"x"] * 30)]  # a partition per batch
+        assert {q.partition_for(i) for i in ids} == set(range(q.partitions))  # batches rotate
     finally:
         q.purge()
         q.close()
