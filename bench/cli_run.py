@@ -111,6 +111,7 @@ def run_scenario(
     server_bin: str | None = None,
     argv: list[str] | None = None,
     optional_delay: bool = False,
+    done_line: str | None = None,
 ) -> int:
     """`bench run` (and `bench demo`) as a function; the keywords are `bench run`'s flags. Exit 0 when
     the run ended (cells may still be incomplete: see summary.json), 130 after Ctrl-C, 143 after
@@ -177,6 +178,8 @@ def run_scenario(
             charts_and_report(out)
         state = "complete" if summary["complete"] else f"INCOMPLETE ({summary.get('incomplete_reason', 'see cells')})"
         console.print(f"results: {out}/summary.json ({state})")
+        if done_line:  # by the process that ran the cells (not by one that re-ran itself in a namespace)
+            console.print(done_line)
         if runner.interrupted is not None:  # 130 for Ctrl-C, 143 for SIGTERM (128 + signal)
             return int(getattr(runner.interrupted, "exit_code", 130))
         return 0
@@ -193,11 +196,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from datetime import datetime
 
     out = args.out or Path("results") / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-demo"
-    code = run_scenario(
-        "demo", out, {"duration": args.duration}, server_bin=args.server_bin, argv=args.argv, optional_delay=True
+    done = f"\n[bold]demo done[/]: open {out / 'report.html'} (or report.md); charts in {out / 'charts'}"
+    overrides = {"duration": args.duration}
+    return run_scenario(
+        "demo", out, overrides, server_bin=args.server_bin, argv=args.argv, optional_delay=True, done_line=done
     )
-    console.print(f"\n[bold]demo done[/]: open {out / 'report.html'} (or report.md); charts in {out / 'charts'}")
-    return code
 
 
 def cmd_options(args: argparse.Namespace) -> int:

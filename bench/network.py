@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import statistics
+import threading
 import time
 from typing import Any
 
@@ -57,12 +58,17 @@ def problems(record: dict[str, Any]) -> list[str]:
     """Why a cell's measured network is not the configured one ([] when it is, within TOLERANCE)."""
     out = []
     conf, measured = record.get("configured", {}), record.get("measured", {})
-    for key, figure, what in (("rtt_ms", "client_rtt", "client RTT"), ("node_rtt_ms", "node_rtt", "node RTT")):
+    checks = (
+        ("rtt_ms", "client_rtt", "client RTT"),
+        ("rtt_ms", "client_rtt_under_load", "client RTT under load"),
+        ("node_rtt_ms", "node_rtt", "node RTT"),
+    )
+    for key, figure, what in checks:
         p50 = (measured.get(figure) or {}).get("p50_us")
         error = off_by(p50, conf.get(key, 0.0))
         if p50 is not None and error is not None and abs(error) > TOLERANCE:
             out.append(f"{what} p50 {p50 / 1000:.2f} ms, configured {conf[key]:g} ms ({100 * error:+.0f} %)")
-        elif conf.get(key) and p50 is None:
+        elif conf.get(key) and p50 is None and figure != "client_rtt_under_load":
             out.append(f"{what} configured {conf[key]:g} ms but not measured")
     return out
 
@@ -107,6 +113,9 @@ class CellNetwork:
             node_addresses=node_addresses,
         )
         self.measured: dict[str, Any] = {}
+        self.under_load_at = under_load_at(params)
+        self._timer: threading.Timer | None = None
+        self.lateness: dict[str, Any] = {}
         self.started_at: float | None = None
         self.cpu_s = 0.0
         self.packets = 0
@@ -123,14 +132,32 @@ class CellNetwork:
                 for target, figures in self.line.measure([master], source=replica, count=PINGS).items():
                     per_link[f"{replica}->{target}"] = figures
             self.measured["node_rtt"] = summarize(per_link)
+        with contextlib.suppress(RuntimeError, OSError):  # the lateness figures then cover the load only
+            self.line.reset_lateness()
+        # Once more while the load runs (before any fault): the round trip the load saw, delay line and CPU
+        # contention included, which the idle PING above does not show.
+        self._timer = threading.Timer(self.under_load_at, self._measure_under_load)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _measure_under_load(self) -> None:
+        try:
+            figures = summarize(self.line.measure(self.masters, source=CLIENT_ADDRESS, count=PINGS // 2))
+            self.measured["client_rtt_under_load"] = {**figures, "at_s": round(self.under_load_at, 2)}
+        except Exception as exc:  # a PING timed out (a fault, a stopped line): said, not a crash of the cell
+            self.measured["client_rtt_under_load"] = {"error": f"{type(exc).__name__}: {exc}"}
 
     def stop(self) -> None:
         """Idempotent: the first stop (the load's end) is the one measured."""
         if self.stopped:
             return
         self.stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
         with contextlib.suppress(OSError):  # the delayer is gone already: keep what was read last
             self.cpu_s, self.packets = self.line.cpu_seconds(), self.line.packets()
+            stats = self.line.stats()
+            self.lateness = {k: stats[k] for k in sorted(stats) if k.startswith("late")}
         if self.started_at is not None:
             self.elapsed_s = time.monotonic() - self.started_at
         self.line.stop()
@@ -145,11 +172,22 @@ class CellNetwork:
                 "cores": round(self.cpu_s / self.elapsed_s, 3) if self.elapsed_s else None,
                 "packets": self.packets,
                 "cpu_us_per_packet": round(1e6 * self.cpu_s / self.packets, 2) if self.packets else None,
+                "release_lateness_us": self.lateness,  # how late packets left the delay line during the load
             },
         }
         record["problems"] = problems(record)
         record["flagged"] = bool(record["problems"])
         return record
+
+
+def under_load_at(params: dict[str, Any]) -> float:
+    """When to PING during the load (s after it starts): halfway through the measured part, or halfway to
+    the fault when there is one (``fault_at`` 0 means a third of the duration)."""
+    warmup, duration = float(params.get("warmup") or 0.0), float(params["duration"])
+    if params.get("fault", "none") != "none":
+        fault_at = float(params.get("fault_at") or 0.0) or duration / 3
+        return max(0.5, fault_at / 2)
+    return warmup + (duration - warmup) / 2
 
 
 def start(backend: Any, params: dict[str, Any], cell_id: str, console: Console) -> CellNetwork | None:

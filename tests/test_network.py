@@ -70,3 +70,50 @@ def test_repeats_combined_flag_any_problem() -> None:
     assert combined is not None and combined["flagged"] is True
     assert combined["problems"] == second["problems"]
     assert network.combine([]) is None
+
+
+def test_the_load_is_pinged_halfway_through_or_before_its_fault() -> None:
+    assert network.under_load_at({"warmup": 1.0, "duration": 9.0}) == 5.0
+    assert network.under_load_at({"warmup": 0.0, "duration": 9.0, "fault": "kill", "fault_at": 3.0}) == 1.5
+    assert network.under_load_at({"warmup": 0.0, "duration": 9.0, "fault": "kill", "fault_at": 0.0}) == 1.5
+    loaded = {
+        "configured": {"rtt_ms": 1.0},
+        "measured": {"client_rtt": {"p50_us": 1000.0}, "client_rtt_under_load": {"p50_us": 1600.0}},
+    }
+    assert network.problems(loaded) == ["client RTT under load p50 1.60 ms, configured 1 ms (+60 %)"]
+    failed = {
+        "configured": {"rtt_ms": 1.0},
+        "measured": {"client_rtt": {"p50_us": 1000.0}, "client_rtt_under_load": {"error": "x"}},
+    }
+    assert network.problems(failed) == []
+
+
+def test_report_section_shows_asked_idle_loaded_and_the_flag() -> None:
+    from bench.report_network import network_section
+
+    cell = {
+        "id": "far",
+        "cost": {"client_cores": 0.9},
+        "network": {
+            "configured": {"rtt_ms": 1.0, "node_rtt_ms": 0.0, "jitter_ms": 0.2},
+            "measured": {
+                "client_rtt": {"p50_us": 1010.0, "p99_us": 1300.0},
+                "client_rtt_under_load": {"p50_us": 1500.0, "p99_us": 5200.0},
+            },
+            "delay_line": {
+                "cores": 0.31,
+                "cpu_us_per_packet": 20.5,
+                "release_lateness_us": {"late_p50_us": 1, "late_p99_us": 180},
+            },
+            "problems": ["client RTT under load p50 1.50 ms, configured 1 ms (+50 %)"],
+            "flagged": True,
+        },
+    }
+    lines = "\n".join(network_section([cell, {"id": "loopback", "network": None}])).splitlines()
+    rows = [line for line in lines if line.startswith("| far ")]
+    assert rows == [
+        "| far | 1 ± 0.2 | 1.01 / 1.30 | 1.50 / 5.20 | loopback | – | 0.31 | 0.90 | 20.5 | 1 / 180 "
+        "| **OFF: client RTT under load p50 1.50 ms, configured 1 ms (+50 %)** |"
+    ]
+    assert not [line for line in lines if line.startswith("| loopback ")]
+    assert network_section([{"id": "loopback", "network": None}]) == []

@@ -67,7 +67,12 @@ def test_bench_run_with_a_round_trip_measures_it_and_the_load_feels_it(tmp_path:
 
     rtt = one_ms["network"]["measured"]["client_rtt"]
     assert 900 <= rtt["p50_us"] <= 1300, rtt
-    assert one_ms["network"]["configured"]["rtt_ms"] == 1.0 and one_ms["network"]["flagged"] is False
+    assert one_ms["network"]["configured"]["rtt_ms"] == 1.0
+    # Idle it is as asked; under load (measured too) CPU contention on a busy host may flag it, and says so.
+    assert not [p for p in one_ms["network"]["problems"] if p.startswith("client RTT p50")]
+    loaded = one_ms["network"]["measured"]["client_rtt_under_load"]
+    assert loaded["p50_us"] >= 900 and loaded["at_s"] == 3.5, loaded
+    assert one_ms["network"]["flagged"] == bool(one_ms["network"]["problems"])
     assert one_ms["ops"]["enqueue"]["p50_us"] >= 900  # the load went through the delay, not around it
     line = one_ms["network"]["delay_line"]
     assert line["packets"] > 1000 and line["cpu_s"] > 0
