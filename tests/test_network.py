@@ -117,3 +117,20 @@ def test_report_section_shows_asked_idle_loaded_and_the_flag() -> None:
     ]
     assert not [line for line in lines if line.startswith("| loopback ")]
     assert network_section([{"id": "loopback", "network": None}]) == []
+
+
+def test_standalone_and_cluster_compared_per_round_trip_at_their_largest_common_pool() -> None:
+    from bench.findings import backend_pairs
+
+    def cell(backend: str, pool: int, rtt: float, users: int = 20) -> dict:
+        return {
+            "id": f"{backend} {pool} {rtt}",
+            "params": {"backend": backend, "pool_size": pool, "rtt_ms": rtt, "users": users},
+        }
+
+    cells = [cell(b, pool, rtt) for b in ("standalone", "cluster") for pool in (1, 50) for rtt in (0.0, 1.0)]
+    cells.append(cell("standalone", 100, 0.0))  # no cluster twin: not compared
+    pairs = [(sa["id"], cl["id"]) for sa, cl in backend_pairs(cells)]
+    assert pairs == [("standalone 50 0.0", "cluster 50 0.0"), ("standalone 50 1.0", "cluster 50 1.0")]
+    lone = [cell("standalone", 50, 0.0), cell("cluster", 5, 0.0, users=20), cell("cluster", 50, 0.0, users=10)]
+    assert [(sa["id"], cl["id"]) for sa, cl in backend_pairs(lone)] == [("standalone 50 0.0", "cluster 5 0.0")]
