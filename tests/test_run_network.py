@@ -5,6 +5,7 @@ left behind (the host's firewall unchanged, no delayer, no namespace)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,31 @@ def test_demo_leaves_out_the_delayed_cells_where_no_delay_line_can_run(
     assert "root (forced by the test)" in said
     summary = json.loads((out / "summary.json").read_text())
     assert [c["id"] for c in summary["cells"]] == ["loopback"] and summary["complete"] is True
+
+
+@pytest.mark.parametrize("forced", ["netns", "delay"])
+def test_bench_run_refuses_a_delayed_cell_in_one_line_before_starting_anything(tmp_path: Path, forced: str) -> None:
+    from bench import delayline
+
+    path = tmp_path / "far.toml"
+    path.write_text("[params]\nduration = 2\nrtt_ms = 1\n")
+    env_key = netns.FORCE_UNAVAILABLE_ENV if forced == "netns" else delayline.FORCE_UNAVAILABLE_ENV
+    env = {**os.environ, env_key: "`a forced lack` (the test)"}
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "run", str(path), "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert (
+        "cells [default] add a network delay (rtt_ms, node_rtt_ms), which run in a private network namespace"
+        in lines[0]
+    )
+    assert "lacks `a forced lack` (the test)" in lines[0]
+    assert not out.exists()  # nothing started, nothing written
