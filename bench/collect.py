@@ -78,7 +78,12 @@ def collect(
         "audit": counts,
         "drain": drain,
         "counters": load.get("counters", {}),
-        "server": {"peak_used_memory": sampler.peak("used_memory"), **sampler.counters(), "stats_reset": True}
+        "server": {
+            "peak_used_memory": sampler.peak("used_memory"),
+            **sampler.counters(),
+            "stats_reset": True,
+            "cores": sampler.cores(),  # during the load, beside the load's (cost) and the delay line's (network)
+        }
         if sampler
         else {},
     }

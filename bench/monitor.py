@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import threading
 import time
 from collections.abc import Sequence
@@ -14,7 +15,10 @@ import redis
 from .servers import ServerNode
 
 COUNTERS = ("evicted_keys", "expired_keys", "rejected_connections", "total_commands_processed")
-FIELDS = ("epoch_s", "node", "role", "used_memory", "maxmemory", *COUNTERS, "connected_clients", "ops_per_sec")
+FIELDS = (
+    *("epoch_s", "node", "role", "used_memory", "maxmemory", *COUNTERS, "connected_clients", "ops_per_sec"),
+    "used_cpu_s",  # user + sys since the server started: its CPU between two samples, beside the load's
+)
 
 
 class InfoSampler(threading.Thread):
@@ -45,6 +49,9 @@ class InfoSampler(threading.Thread):
                             **{name: info.get(name) for name in COUNTERS},
                             "connected_clients": info.get("connected_clients"),
                             "ops_per_sec": info.get("instantaneous_ops_per_sec"),
+                            "used_cpu_s": round(
+                                float(info.get("used_cpu_user", 0)) + float(info.get("used_cpu_sys", 0)), 3
+                            ),
                         }
                     )
                 self._halt.wait(self.interval_s)
@@ -78,3 +85,27 @@ class InfoSampler(threading.Thread):
                 per_node[r["node"]] = max(per_node.get(r["node"], 0), int(r.get(name) or 0))
             out[name] = sum(per_node.values())
         return out
+
+    def cores(self) -> dict[str, Any]:
+        """The servers' CPU over the samples, in cores: the busiest node's and all nodes' together."""
+        return server_cores(self.rows)
+
+
+def server_cores(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per node, CPU seconds between its first and last reachable sample / the seconds between them; the
+    busiest node and the sum ({} with fewer than two samples of any node). A restarted node (its counter
+    went down) counts from its restart."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        if r.get("used_cpu_s") is not None and r.get("role") != "unreachable":
+            spans.setdefault(r["node"], []).append((float(r["epoch_s"]), float(r["used_cpu_s"])))
+    per_node = {}
+    for node, points in spans.items():
+        used = sum(b[1] - a[1] for a, b in itertools.pairwise(points) if b[1] >= a[1])
+        elapsed = points[-1][0] - points[0][0]
+        if elapsed > 0:
+            per_node[node] = round(used / elapsed, 3)
+    if not per_node:
+        return {}
+    busiest = max(per_node, key=lambda n: per_node[n])
+    return {"busiest": per_node[busiest], "busiest_node": busiest, "total": round(sum(per_node.values()), 3)}

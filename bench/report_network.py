@@ -31,6 +31,9 @@ def network_section(cells: list[dict[str, Any]]) -> list[str]:
         loaded = measured.get("client_rtt_under_load") or {}
         late = line.get("release_lateness_us") or {}
         load_cores = (c.get("cost") or {}).get("client_cores")
+        servers = next(
+            (r["server"]["cores"] for r in c.get("repeats") or [] if (r.get("server") or {}).get("cores")), {}
+        )
         rows.append(
             [
                 c["id"],
@@ -43,6 +46,7 @@ def network_section(cells: list[dict[str, Any]]) -> list[str]:
                 f"{_ms(node.get('p50_us'))} / {_ms(node.get('p99_us'))}" if node else "–",
                 "–" if line.get("cores") is None else f"{line['cores']:.2f}",
                 "–" if load_cores is None else f"{load_cores:.2f}",
+                f"{servers['busiest']:.2f} / {servers['total']:.2f}" if servers else "–",
                 "–" if line.get("cpu_us_per_packet") is None else f"{line['cpu_us_per_packet']:.1f}",
                 f"{late['late_p50_us']} / {late['late_p99_us']}" if "late_p99_us" in late else "–",
                 "**OFF: " + "; ".join(net.get("problems", [])) + "**" if net.get("flagged") else "as configured",
@@ -57,6 +61,7 @@ def network_section(cells: list[dict[str, Any]]) -> list[str]:
         "measured p50 / p99",
         "delay line (cores)",
         "load (cores)",
+        "servers (cores: busiest / all)",
         "µs per packet",
         "release late p50 / p99 (µs)",
         "measured vs asked (±20 %)",

@@ -94,6 +94,7 @@ def test_report_section_shows_asked_idle_loaded_and_the_flag() -> None:
     cell = {
         "id": "far",
         "cost": {"client_cores": 0.9},
+        "repeats": [{"server": {"cores": {"busiest": 0.21, "busiest_node": "127.0.0.1:1", "total": 0.35}}}],
         "network": {
             "configured": {"rtt_ms": 1.0, "node_rtt_ms": 0.0, "jitter_ms": 0.2},
             "measured": {
@@ -112,7 +113,7 @@ def test_report_section_shows_asked_idle_loaded_and_the_flag() -> None:
     lines = "\n".join(network_section([cell, {"id": "loopback", "network": None}])).splitlines()
     rows = [line for line in lines if line.startswith("| far ")]
     assert rows == [
-        "| far | 1 ± 0.2 | 1.01 / 1.30 | 1.50 / 5.20 | loopback | – | 0.31 | 0.90 | 20.5 | 1 / 180 "
+        "| far | 1 ± 0.2 | 1.01 / 1.30 | 1.50 / 5.20 | loopback | – | 0.31 | 0.90 | 0.21 / 0.35 | 20.5 | 1 / 180 "
         "| **OFF: client RTT under load p50 1.50 ms, configured 1 ms (+50 %)** |"
     ]
     assert not [line for line in lines if line.startswith("| loopback ")]
@@ -134,3 +135,19 @@ def test_standalone_and_cluster_compared_per_round_trip_at_their_largest_common_
     assert pairs == [("standalone 50 0.0", "cluster 50 0.0"), ("standalone 50 1.0", "cluster 50 1.0")]
     lone = [cell("standalone", 50, 0.0), cell("cluster", 5, 0.0, users=20), cell("cluster", 50, 0.0, users=10)]
     assert [(sa["id"], cl["id"]) for sa, cl in backend_pairs(lone)] == [("standalone 50 0.0", "cluster 5 0.0")]
+
+
+def test_server_cores_from_cpu_counters_per_node() -> None:
+    from bench.monitor import server_cores
+
+    rows = [
+        {"epoch_s": 0.0, "node": "a", "role": "master", "used_cpu_s": 10.0},
+        {"epoch_s": 0.0, "node": "b", "role": "slave", "used_cpu_s": 5.0},
+        {"epoch_s": 1.0, "node": "a", "role": "master", "used_cpu_s": 10.5},
+        {"epoch_s": 1.0, "node": "b", "role": "unreachable"},
+        {"epoch_s": 2.0, "node": "a", "role": "master", "used_cpu_s": 10.8},
+        {"epoch_s": 2.0, "node": "b", "role": "slave", "used_cpu_s": 0.2},  # restarted: counts from there
+        {"epoch_s": 4.0, "node": "b", "role": "slave", "used_cpu_s": 0.6},
+    ]
+    assert server_cores(rows) == {"busiest": 0.4, "busiest_node": "a", "total": 0.5}
+    assert server_cores(rows[:2]) == {}
