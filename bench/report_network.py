@@ -31,9 +31,8 @@ def network_section(cells: list[dict[str, Any]]) -> list[str]:
         loaded = measured.get("client_rtt_under_load") or {}
         late = line.get("release_lateness_us") or {}
         load_cores = (c.get("cost") or {}).get("client_cores")
-        servers = next(
-            (r["server"]["cores"] for r in c.get("repeats") or [] if (r.get("server") or {}).get("cores")), {}
-        )
+        with_cores = [r["server"]["cores"] for r in c.get("repeats") or [] if (r.get("server") or {}).get("cores")]
+        servers: dict[str, Any] = with_cores[0] if with_cores else {}
         rows.append(
             [
                 c["id"],
