@@ -84,6 +84,31 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option.benchmark_autosave = get_tag()
 
 
+NETNS_LOCK_WAIT_S = 900  # the longest one netns test (a whole partitions run) may make another wait
+
+
+@pytest.fixture
+def netns_exclusive() -> Iterator[None]:
+    """One network-namespace test at a time across the xdist workers: a test that checks no namespace was
+    left behind would otherwise count another worker's live one as its leak."""
+    import fcntl
+
+    with open(Path(tempfile.gettempdir()) / "tqb-netns-tests.lock", "w") as fh:
+        deadline = time.monotonic() + NETNS_LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"another namespace test held the lock for over {NETNS_LOCK_WAIT_S} s")
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("bench-state")

@@ -36,6 +36,9 @@ def host_firewall() -> str:
 HOST_FIREWALL = host_firewall()  # before anything here, the probe's throwaway namespace included
 PROBLEMS = delayline.delay_problems()
 needs_delay = pytest.mark.skipif(bool(PROBLEMS), reason=f"no delay line here: {', '.join(PROBLEMS)}")
+
+# Namespace tests one at a time across workers (tests/conftest.py): another's live namespace is no leak of ours.
+pytestmark = pytest.mark.usefixtures("netns_exclusive")
 Q = "-j NFQUEUE --queue-num"
 
 

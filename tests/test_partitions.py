@@ -23,6 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PROBLEMS = netns.netns_problems()
 needs_netns = pytest.mark.skipif(bool(PROBLEMS), reason=f"no private network namespace here: {', '.join(PROBLEMS)}")
 
+# Namespace tests one at a time across workers (tests/conftest.py): another's live namespace is no leak of ours.
+pytestmark = pytest.mark.usefixtures("netns_exclusive")
+
 
 def host_firewall() -> str:
     """The host's rules, as iptables-save prints them (its timestamps are comments: dropped)."""

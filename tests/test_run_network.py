@@ -22,6 +22,9 @@ if not PROBLEMS:
     PROBLEMS = delay_problems()
 needs_delay = pytest.mark.skipif(bool(PROBLEMS), reason=f"no delay line here: {', '.join(PROBLEMS)}")
 
+# Namespace tests one at a time across workers (tests/conftest.py): another's live namespace is no leak of ours.
+pytestmark = pytest.mark.usefixtures("netns_exclusive")
+
 SCENARIO = """
 name = "network"
 [params]
