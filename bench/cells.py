@@ -9,6 +9,21 @@ if TYPE_CHECKING:
     from .runs import Run
 
 
+PROVISIONAL_NOTE = "recovered after the run was killed: drain not finished; delivered/lost unknown"
+
+
+def is_provisional(cell: dict[str, Any]) -> bool:
+    """The cell's record was written before its restore and drain (``provisional``) and never replaced: the
+    run was killed (or crashed) before the drain ended. Its audit is Locust's: undelivered, never lost."""
+    return bool(cell.get("provisional"))
+
+
+def undelivered_text(audit: dict[str, Any], key: str = "undelivered") -> str:
+    """A provisional cell's never-delivered count: unknown, with how many were not yet delivered."""
+    count = audit.get(key)
+    return "unknown" if count is None else f"unknown ({count:,} not yet delivered)"
+
+
 def is_faulted(cell: dict[str, Any]) -> bool:
     """The cell injected a fault (``params.fault`` other than ``none``)."""
     return (cell["params"].get("fault") or "none") != "none"

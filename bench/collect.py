@@ -178,6 +178,26 @@ def load_only(rep_dir: Path, returncode: int | None) -> dict[str, Any]:
     }
 
 
+DRAIN_NOT_FINISHED = "drain not finished"
+
+
+def before_drain(rep_dir: Path, returncode: int | None) -> dict[str, Any]:
+    """A repeat's provisional record, written before its restore and drain start (crash-safe results): what
+    Locust measured, and the audit as Locust knew it (enqueued ok, rejected, ambiguous, and *undelivered*,
+    never lost: the drain had not run). Replaced by :func:`collect`'s record when the drain ends; one that
+    stays in summary.json means the run was killed before then (``provisional``)."""
+    record = load_only(rep_dir, returncode)
+    try:
+        load = json.loads((rep_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        load = {}
+    record |= {"incomplete_reason": DRAIN_NOT_FINISHED, "provisional": True}
+    record["audit"] = load.get("audit_during_load") or {}
+    if load.get("open_loop"):
+        record["open_loop"] = load["open_loop"]
+    return record
+
+
 def combine_cell(cell: Cell, repeats: list[dict[str, Any]]) -> dict[str, Any]:
     done = [r for r in repeats if "ops" in r]  # every repeat Locust wrote results for, even if all calls failed
     ops_names = sorted({op for r in done for op in r["ops"]})

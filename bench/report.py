@@ -9,7 +9,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from .cells import fault_timeline, lost, rate_shortfall
+from .cells import PROVISIONAL_NOTE, fault_timeline, is_provisional, lost, rate_shortfall, undelivered_text
 
 # The findings and ``bench compare`` live in their own modules; their entry points stay reachable as
 # ``report.findings`` / ``report.compare`` (the CLI, the notebook and the tests call them here).
@@ -49,6 +49,7 @@ def markdown(run: Run) -> str:
             "",
         ]
     parts += [f"> **WARNING: {w}.**\n" for c in run.cells if (w := rate_warning(c))]
+    parts += [f"> **CELL {c['id']}: {PROVISIONAL_NOTE}.**\n" for c in run.cells if is_provisional(c)]
     parts += capacity_section(s)  # a capacity run: its answer first; cells below are configurations at capacity
     parts += ceiling_section(s)  # and the queue's own ceiling beside it
     if s.get("kind") == "capacity-run":
@@ -66,7 +67,7 @@ def markdown(run: Run) -> str:
                 None,
                 [
                     "unstable: " + "/".join(c["unstable"]) if c["unstable"] else "",
-                    "" if c["complete"] else "incomplete",
+                    PROVISIONAL_NOTE if is_provisional(c) else "" if c["complete"] else "incomplete",
                     "rate NOT reached" if rate_shortfall(c) else "",
                     "network OFF its asked round trip" if (c.get("network") or {}).get("flagged") else "",
                     f"measured {c['short']['measured_s']:.1f} of {c['short']['planned_s']:g} s"
@@ -109,13 +110,18 @@ def markdown(run: Run) -> str:
     ]
     rows = [
         [
-            c["id"] + (" (drain timed out: LOST is an upper bound)" if lost(c["audit"])[1] else ""),
+            c["id"]
+            + (f" ({PROVISIONAL_NOTE})" if is_provisional(c) else "")
+            + (" (drain timed out: LOST is an upper bound)" if lost(c["audit"])[1] else ""),
             *(
                 _n(c["audit"].get(k))
                 for k in ("enqueued_ok", "rejected", "ambiguous", "delivered_unique", "duplicates")
             ),
-            lost_text(c["audit"]),
-            lost_text(c["audit"], "lost_ambiguous"),
+            *(
+                (undelivered_text(c["audit"]), undelivered_text(c["audit"], "undelivered_ambiguous"))
+                if is_provisional(c)
+                else (lost_text(c["audit"]), lost_text(c["audit"], "lost_ambiguous"))
+            ),
             *(_n(c["audit"].get(k)) for k in ("delivered_after_reject", "still_queued")),
         ]
         for c in run.cells

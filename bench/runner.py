@@ -25,7 +25,7 @@ from . import clientlib, faults, network, periodic
 from .backend_kinds import ClusterBackend
 from .backend_pool import BackendPool, refuse_unsupported
 from .backends import default_state_dir
-from .collect import collect, combine_cell, load_only
+from .collect import DRAIN_NOT_FINISHED, before_drain, collect, combine_cell, load_only
 from .drain import probe_queue
 from .external import External
 from .locust_cmd import cell_load_options, end_locust, launch, locust_command, locust_env, wait_for_start
@@ -69,6 +69,10 @@ class Runner:
         )
         self.summary: dict[str, Any] = {}
         self.interrupted: KeyboardInterrupt | None = None  # Ctrl-C or Terminated, once seen
+        # The running cell's record from what Locust measured, in summary.json while its restore and drain run
+        # (a SIGKILL there keeps the cell, marked provisional); replaced by the full record when the drain ends.
+        self.pending: dict[str, Any] | None = None
+        self._repeats: list[dict[str, Any]] = []  # the running cell's finished repeats
 
     # -- whole run ------------------------------------------------------------------------------
 
@@ -93,6 +97,7 @@ class Runner:
                     self._warn(cell)
                     result = self.run_cell(i, cell, progress)
                     self.summary["cells"].append(result)
+                    self.pending = None
                     self._write_summary()
                     if self.interrupted is not None:  # the interrupted cell is kept (incomplete)
                         raise self.interrupted
@@ -111,7 +116,21 @@ class Runner:
         return self.out
 
     def _write_summary(self) -> None:
-        write_summary(self.out, self.summary)
+        cells = self.summary.get("cells", [])
+        write_summary(self.out, {**self.summary, "cells": [*cells, self.pending]} if self.pending else self.summary)
+
+    def _write_pending(self, cell: Cell, rep_dir: Path, returncode: int | None) -> None:
+        """Before the restore and the drain: the cell as Locust measured it, in summary.json (bench.collect
+        before_drain), so a kill from here on keeps it; its audit says undelivered, not lost."""
+        pending = combine_cell(cell, [*self._repeats, before_drain(rep_dir, returncode)])
+        pending |= {
+            "dir": str(rep_dir.parent.relative_to(self.out)),
+            "complete": False,
+            "incomplete_reason": DRAIN_NOT_FINISHED,
+            "provisional": True,
+        }
+        self.pending = pending
+        self._write_summary()
 
     def _record_servers(self, key: str, addresses: list[str]) -> None:
         self.summary.setdefault("embedded_servers", {})[key] = addresses
@@ -130,7 +149,8 @@ class Runner:
     def run_cell(self, index: int, cell: Cell, progress: CellProgress) -> dict[str, Any]:
         params = cell.params
         cell_dir = self.out / "cells" / f"{index:02d}-{cell.slug}"
-        repeats = []
+        repeats: list[dict[str, Any]] = []
+        self._repeats = repeats
         for r in range(params["repeat"]):
             rep_dir = cell_dir / f"repeat-{r + 1}"
             repeats.append(self.run_repeat(index, cell, r, rep_dir, progress))
@@ -208,6 +228,7 @@ class Runner:
         # (a docker or external cluster is still brought back).
         heal_s = 0.0 if self.interrupted is not None and self.external is None else RESTORE_TIMEOUT_S
         try:
+            self._write_pending(cell, rep_dir, proc.returncode)
             progress.phase("restore")
             events = periodic.finish(backend, injector, heal_s)
             progress.phase("drain")

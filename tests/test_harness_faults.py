@@ -295,6 +295,38 @@ def test_sigterm_during_the_restore_after_a_kill_keeps_the_cell(bench_run) -> No
     assert not list(run.tmp.glob("bench-run-*")), "the run's temporary folder was left"
 
 
+# Producers only, in batches: a backlog the drain takes many seconds to count (drain_timeout far off).
+BACKLOG = STANDALONE.replace("drain_timeout = 5", "drain_timeout = 120") + (
+    "producer_weight = 1\nconsumer_weight = 0\nmixed_weight = 0\nbatch_size = 20\n"
+)
+
+
+def test_sigkill_during_the_drain_keeps_the_cell_for_the_report(bench_run) -> None:
+    """Crash-safe results: the cell's record (what Locust measured) is in summary.json before the drain
+    starts, so a SIGKILL in the drain leaves a cell `bench report` shows, marked, with nothing called lost."""
+    run = bench_run(BACKLOG)
+    run.wait_for(
+        "the end of the load (Locust's summary written, Locust gone)",
+        lambda: bool(list(run.out.glob("cells/*/repeat-1/summary.json"))) and not _locust_running(run),
+        timeout=90,
+    )
+    time.sleep(0.5)  # into the drain of a backlog of thousands of tasks
+    assert run.signal(signal.SIGKILL) == -signal.SIGKILL
+    run.assert_nothing_left()  # by the tree and by summary.json's embedded_servers
+    report = _bench("report", str(run.out))
+    assert report.returncode == 0, report.stderr[-2000:]
+    (cell,) = run.summary()["cells"]
+    assert cell["provisional"] is True and cell["complete"] is False, cell.get("incomplete_reason")
+    assert cell["incomplete_reason"] == "drain not finished" and cell["ops"]["enqueue_many"]["count"] > 0
+    audit = cell["audit"]
+    assert audit["enqueued_ok"] > 0 and audit["undelivered"] > 0, audit
+    assert not any(k.startswith("lost") for k in audit), audit  # not delivered yet is not lost
+    text = (run.out / "report.md").read_text()
+    assert "recovered after the run was killed: drain not finished; delivered/lost unknown" in text
+    (row,) = [line for line in text.splitlines() if "not yet delivered" in line]
+    assert f"unknown ({audit['undelivered']:,} not yet delivered)" in row, row
+
+
 def _bench(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bench", *args],
