@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from redis.crc import key_slot
 
-from taskqueue.keys import partition_keys
+from taskqueue.layout import partition_slot
 
 from . import outage, serverlog
 from .backend_kinds import ClusterBackend, poll_health
@@ -65,7 +64,7 @@ class FaultEvents:
 
 def target_of(backend: ClusterBackend, queue: str, partition: int) -> tuple[ServerNode, ServerNode, int, str]:
     """(master, one of its replicas, slot, master's node id) for a partition of ``queue``."""
-    slot = key_slot(partition_keys(queue, partition).ready.encode())
+    slot = partition_slot(queue, partition, [n.slots for n in backend.topology() if n.is_master])
     master = backend.master_of_slot(slot)
     replicas = backend.replicas_of(master.id)
     if not replicas:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from .cells import error_count, fault_timeline, fault_windows, is_plain, lost, memory_limited, repeat_count
+from .config_diff import differences_note
 from .report_tables import counters_note, rate_warning, seconds_without_success, server_counters
 from .report_tables import n as _n
 from .runs import Run
@@ -70,7 +71,9 @@ def findings(run: Run) -> list[str]:
             if r:
                 out.append(
                     f"cluster {name} at {sa['params']['users']} users (pool {cl['params']['pool_size']}{where}, "
-                    f"same run, one {cores}-core host) is {r:.2f}× standalone" + _noise(cl, sa, o_cl, o_sa, "ops_per_s")
+                    f"same run, one {cores}-core host) is {r:.2f}× standalone"
+                    + _noise(cl, sa, o_cl, o_sa, "ops_per_s")
+                    + differences_note([sa, cl], ["backend"])
                 )
         e_cl, e_sa = enqueue_stats(cl), enqueue_stats(sa)
         r = ratio(e_cl.get("p99_us"), e_sa.get("p99_us"))
@@ -78,6 +81,7 @@ def findings(run: Run) -> list[str]:
             out.append(
                 f"cluster enqueue p99{where.replace(',', ' at', 1)} is {r:.2f}× standalone"
                 f"{_noise(cl, sa, e_cl, e_sa, 'p99_us')}: {_n(e_cl.get('p99_us'))} vs {_n(e_sa.get('p99_us'))} µs"
+                + differences_note([sa, cl], ["backend"])
             )
     for c in cells:
         exhausted = error_count(c, "pool_exhausted")
@@ -103,6 +107,7 @@ def findings(run: Run) -> list[str]:
                     f"a blocking pool of {c['params']['pool_size']} never fails but its enqueue p99 is "
                     f"{r:.1f}× that of pool {big['params']['pool_size']}"
                     f"{_noise(c, big, enqueue_stats(c), enqueue_stats(big), 'p99_us')}, from waiting for a connection"
+                    + differences_note([c, big], ["pool_size", "pool_blocking"])
                 )
     out += pool_sweeps(plain)
     for c in cells:
@@ -125,7 +130,8 @@ def findings(run: Run) -> list[str]:
                 f"{policy} lost 0 tasks and rejected {a.get('rejected', 0):,} enqueues with OOM "
                 f"(maxmemory {mem}): producers see QueueFull instead of silent loss"
             )
-        out.append(text + _server_text(c))
+        others = [m for m in cells if memory_limited(m)]
+        out.append(text + _server_text(c) + differences_note(others, ["maxmemory_policy", "maxmemory"]))
     for c in cells:
         if c.get("fault_series"):
             out.append(_repeated_fault_headline(c))
@@ -165,6 +171,7 @@ def pool_sweeps(plain: list[dict[str, Any]]) -> list[str]:
         )
         if p99_small and p99_best:
             text += f", with enqueue p99 {_n(p99_small)} µs vs {_n(p99_best)} µs"
+        text += differences_note([by_size[s] for s in sizes], ["pool_size"])
         exhausted = sum(error_count(by_size[s], "pool_exhausted") for s in sizes)
         out.append(text + (f"; {exhausted:,} PoolExhausted errors in the sweep" if exhausted else ""))
     return out

@@ -24,6 +24,14 @@ def encode_records(enqueued_at_ns: int, payloads: list[bytes | bytearray | memor
     return [header + payload for payload in payloads]
 
 
+def interleaved(ids: list[str], records: list[bytes]) -> list[object]:
+    """``[id, record, id, record, …]``, the scripts' ARGV, by two slice assignments."""
+    args: list[object] = [None] * (2 * len(ids))
+    args[0::2] = ids
+    args[1::2] = records
+    return args
+
+
 def decode_record(record: bytes) -> tuple[int, bytes]:
     if len(record) < HEADER_SIZE:
         raise ValueError(f"task record too short ({len(record)} bytes)")

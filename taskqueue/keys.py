@@ -27,14 +27,15 @@ class PartitionKeys:
         return (self.ready, self.inflight, self.tasks, self.attempts, self.stream, self.ids)
 
 
-def hash_tag(queue: str, partition: int) -> str:
-    return f"{{{queue}.{partition}}}"
+def hash_tag(queue: str, partition: int, salt: int = 0) -> str:
+    """``{queue.partition}``; with a salt (taskqueue.layout: which master it lands on) ``{queue.partition~salt}``."""
+    return f"{{{queue}.{partition}~{salt}}}" if salt else f"{{{queue}.{partition}}}"
 
 
-def partition_keys(queue: str, partition: int) -> PartitionKeys:
+def partition_keys(queue: str, partition: int, salt: int = 0) -> PartitionKeys:
     if not queue or "{" in queue or "}" in queue:
         raise ValueError(f"invalid queue name {queue!r}: must be non-empty and contain no braces")
-    tag = hash_tag(queue, partition)
+    tag = hash_tag(queue, partition, salt)
     base = f"{PREFIX}:{tag}"
     return PartitionKeys(
         ready=f"{base}:ready",

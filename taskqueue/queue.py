@@ -13,21 +13,20 @@ from redis import exceptions as rex
 from redis.cluster import RedisCluster
 
 from .calls import bounded, call_scope, typed_error, typed_errors
-from .codec import IdFactory, encode_record, encode_records
+from .codec import IdFactory, encode_record, encode_records, interleaved
 from .connection import Client, build_cluster, build_standalone, endpoint_report, pool_report, server_report, time_left
 from .engines import ENGINES, make_engine
 from .errors import REDIS_ERRORS, TaskQueueError
-from .keys import PartitionKeys, partition_keys, queue_pattern
+from .keys import PartitionKeys, queue_pattern
+from .layout import cluster_groups, layout
 from .payload import PAYLOAD_TYPES, Payload, checked_payload, checked_payloads
 from .replication import enqueue_replicated
 from .settings import QueueSettings, backend_from_env, parse_nodes
 from .task import Task, partition_of
 
-MAX_PARTITIONS_SEARCH = 256
-
 
 class TaskQueue:
-    """A named logical queue spread over ``partitions`` (each one hash slot).
+    """A named logical queue spread over ``partitions`` (each one hash slot; layout: taskqueue.layout).
 
     >>> q = TaskQueue("redis://127.0.0.1:6379/0")            # doctest: +SKIP
     >>> q = TaskQueue(cluster_nodes=["127.0.0.1:7000"])       # doctest: +SKIP
@@ -102,8 +101,9 @@ class TaskQueue:
                 self.client = build_standalone(redis_url, settings)
         try:
             with typed_errors():
-                self.partitions = settings.partitions or self._default_partitions()
-                self._keys = [partition_keys(settings.name, p) for p in range(self.partitions)]
+                groups = cluster_groups(self.client) if isinstance(self.client, RedisCluster) else []
+                self._keys = layout(settings.name, settings.partitions, groups)
+                self.partitions = len(self._keys)
                 self.lease_ms = int(settings.visibility_timeout * 1000)
                 self._new_id = IdFactory()
                 self._consume_start = itertools.count()
@@ -125,18 +125,6 @@ class TaskQueue:
     def _master_of(self, key: str) -> str:
         assert isinstance(self.client, RedisCluster)
         return str(self.client.get_node_from_key(key).name)
-
-    def _default_partitions(self) -> int:
-        """1 on standalone; on a cluster the fewest partitions that put one on every master."""
-        if not isinstance(self.client, RedisCluster):
-            return 1
-        masters = {n.name for n in self.client.get_primaries()}
-        seen: set[str] = set()
-        for count in range(1, MAX_PARTITIONS_SEARCH + 1):
-            seen.add(self._master_of(partition_keys(self.settings.name, count - 1).ready))
-            if seen >= masters:
-                return count
-        return MAX_PARTITIONS_SEARCH
 
     @bounded
     def partition_masters(self) -> dict[int, str]:
@@ -251,7 +239,7 @@ class TaskQueue:
                 return []
             ids, _, p = self._new_id.sticky(len(checked), self.partitions)
             keys = self.engine.enqueue_keys(p)
-            args = _interleaved(ids, encode_records(time.time_ns(), checked))
+            args = interleaved(ids, encode_records(time.time_ns(), checked))
             self.call(script, *keys, *args, numkeys=len(keys), partition=p)
             return ids
         ids = list(task_ids)
@@ -277,7 +265,7 @@ class TaskQueue:
         in the order of their first task."""
         parts = self.partitions
         if parts == 1:
-            return [(0, _interleaved(ids, records))]
+            return [(0, interleaved(ids, records))]
         groups: dict[int, list[Any]] = {}
         for task_id, record in zip(ids, records, strict=True):
             groups.setdefault(partition_of(task_id, parts), []).extend((task_id, record))
@@ -406,14 +394,6 @@ class TaskQueue:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _interleaved(ids: list[str], records: list[bytes]) -> list[Any]:
-    """``[id, record, id, record, …]``, the scripts' ARGV, by two slice assignments."""
-    args: list[Any] = [None] * (2 * len(ids))
-    args[0::2] = ids
-    args[1::2] = records
-    return args
 
 
 __all__ = ["Task", "TaskQueue", "TaskQueueError"]

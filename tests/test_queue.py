@@ -778,3 +778,15 @@ def test_operation_timeout_bounds_the_wait_for_a_pooled_connection(standalone) -
     finally:
         q.purge()
         q.close()
+
+
+def test_cluster_layout_is_the_same_whatever_the_queue_name(cluster) -> None:
+    masters = sorted((n for n in cluster.topology() if n.is_master), key=lambda n: min(lo for lo, _ in n.slots))
+    layouts = []
+    for name in ("cell0", "cell1", "cell2", "cell3", "cell4", "cell5"):
+        with TaskQueue(cluster_nodes=cluster.nodes, name=name) as q:
+            layouts.append(q.partition_masters())
+        with TaskQueue(cluster_nodes=cluster.nodes, name=name, partitions=5) as q:  # explicit: kept, round-robin
+            assert q.partitions == 5
+            assert list(q.partition_masters().values()) == [masters[p % 3].address for p in range(5)]
+    assert layouts == [{p: m.address for p, m in enumerate(masters)}] * 6
