@@ -78,6 +78,7 @@ def test_smoke_end_to_end(smoke) -> None:
     assert set(cells) == {"standalone", "cluster", "noeviction 4mb", "graceful failover"}
     for cell in cells.values():
         assert cell["complete"], cell["id"]
+        assert "provisional" not in cell, cell["id"]  # the record written before the drain was replaced
         assert cell["ops"]["enqueue"]["count"] > 0 and cell["ops"]["enqueue"]["p50_us"] > 0
         audit = cell["audit"]
         assert audit["enqueued_ok"] > 0 and audit["delivered_unique"] > 0
