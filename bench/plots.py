@@ -37,16 +37,10 @@ from .plots_partitions import partitions
 from .plots_peers import microbenchmarks, peers
 from .plots_pool import pool_rtt
 from .plots_soak import soak
+from .plots_studies import FEW, throughput_by_study, top_margin
+from .plots_studies import repeats as _repeats
+from .plots_studies import top as _top
 from .runs import Run, load_run
-
-
-def _repeats(cell: dict[str, Any], op: str) -> int:
-    return int(cell["ops"].get(op, {}).get("repeats") or len(cell.get("repeats") or []) or 1)
-
-
-def _top(cell: dict[str, Any], op: str) -> float:
-    stats = cell["ops"].get(op, {})
-    return max(stats.get("ops_per_s_max") or 0, stats.get("ops_per_s") or 0)
 
 
 def throughput(runs: list[Run]) -> Figure | None:
@@ -55,6 +49,12 @@ def throughput(runs: list[Run]) -> Figure | None:
     if not items:
         return None
     ops = [op for op in ("enqueue", "enqueue_many", "dequeue", "ack") if any(op in c["ops"] for _, c in items)]
+    if len(items) > FEW:  # one panel per study, horizontal bars
+        fig = throughput_by_study(runs, items, ops)
+        _title(fig, "Throughput by configuration", runs)
+        fig.text(0.01, 0.005, _bars_note(items, ops), fontsize=8, alpha=0.7)
+        fig.tight_layout(rect=(0, 0.4 / fig.get_figheight(), 1, top_margin(fig)))
+        return fig
     fig, ax = plt.subplots(figsize=(max(8, 1.3 * len(items) + 3), 5.5))
     width = 0.8 / len(ops)
     x = np.arange(len(items))
@@ -99,15 +99,19 @@ def throughput(runs: list[Run]) -> Figure | None:
     ax.legend(handles=handles, title="operation")
     ax.grid(axis="y", alpha=0.3)
     _title(fig, "Throughput by configuration", runs)
+    fig.text(0.01, 0.01, _bars_note(items, ops), fontsize=8, alpha=0.7)
+    fig.tight_layout(rect=(0, 0.03, 1, 0.95))
+    return fig
+
+
+def _bars_note(items: list[tuple[Run, dict[str, Any]]], ops: list[str]) -> str:
     single = [c["id"] for _, c in items if all(_repeats(c, op) <= 1 for op in ops)]
     bars_note = (
         "1 repeat: no error bars"
         if len(single) == len(items)
         else "error bars: min..max over repeats" + (f" (1 repeat, none: {', '.join(single)})" if single else "")
     )
-    fig.text(0.01, 0.01, f"{bars_note}; cells with faults are left out", fontsize=8, alpha=0.7)
-    fig.tight_layout(rect=(0, 0.03, 1, 0.95))
-    return fig
+    return f"{bars_note}; cells with faults are left out"
 
 
 CHARTS: dict[str, Callable[[list[Run]], Figure | None]] = {

@@ -14,6 +14,7 @@ from .cells import cell_label
 from .chartstyle import cell_style, latency_axis, spread
 from .chartstyle import cells as _cells
 from .chartstyle import title as _title
+from .plots_studies import FEW, studies
 from .runs import Run
 
 OPS = ("enqueue", "dequeue", "ack", "e2e")
@@ -21,45 +22,29 @@ LABEL_GAP_PT = 7.0  # a 6-point label and a point of air
 PERCENTILES = (50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99)
 
 
+Entry = tuple[int, Run, dict[str, Any], dict[str, Any]]  # run index, run, cell, its histograms per operation
+XS = [1 / (1 - p / 100) for p in PERCENTILES]
+
+
 def latency_spectrum(runs: list[Run]) -> Figure | None:
-    """HDR percentile curves per operation: x = 1/(1-p) on a log axis, y = µs (log)."""
-    items = [(r, c, r.histograms(c)) for r, c in _cells(runs)]
-    items = [(r, c, h) for r, c, h in items if h]
-    ops = [op for op in OPS if any(op in h for _, _, h in items)]
+    """HDR percentile curves per operation: x = 1/(1-p) on a log axis, y = µs (log). More than
+    :data:`~bench.plots_studies.FEW` cells: one row of panels per study (:func:`~bench.plots_studies.studies`)."""
+    entries = [(runs.index(r), r, c, r.histograms(c)) for r, c in _cells(runs)]
+    entries = [e for e in entries if e[3]]
+    ops = [op for op in OPS if any(op in e[3] for e in entries)]
     if not ops:
         return None
+    if len(entries) > FEW:
+        return _spectrum_by_study(runs, entries, ops)
     cols = 2 if len(ops) > 1 else 1
     rows = (len(ops) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 4.6 * rows), squeeze=False)
-    xs = [1 / (1 - p / 100) for p in PERCENTILES]
-    styles = ["-", "--", ":", "-."]
     handles: dict[str, Any] = {}  # one legend for the figure: a cell keeps its colour in every panel
     ends: list[tuple[Axes, float, float, str, str]] = []  # each curve's "n=" label: axes, x, y, text, colour
     for ax, op in zip(axes.flat, ops, strict=False):
-        values: list[float] = []
-        for run_index, run in enumerate(runs):
-            for index, (r, c, h) in enumerate(items):
-                count = h[op].get_total_count() if op in h else 0
-                if r is not run or not count:
-                    continue
-                # A percentile needs samples beyond it: the 99.99th of 7,000 samples is just the max.
-                shown = [i for i, p in enumerate(PERCENTILES) if count * (1 - p / 100) >= 1]
-                ys = [h[op].get_value_at_percentile(PERCENTILES[i]) for i in shown]
-                values += ys
-                label = cell_label(c, r, len(runs) > 1)
-                style = cell_style(index)
-                line = ax.plot([xs[i] for i in shown], ys, styles[run_index % 4], ms=3, **style)[0]
-                ends.append((ax, xs[shown[-1]], ys[-1], f"n={count:,}", style["color"]))
-                handles.setdefault(label, line)
-        ax.set_xscale("log")
-        ax.set_xlim(xs[0] / 1.4, xs[-1] * 4)  # room on the right for the "n=" labels of the last percentile
-        latency_axis(ax, values, label="latency (log)")
-        ticks = sorted({0, *range(0, len(PERCENTILES), 2), len(PERCENTILES) - 1})
-        ax.set_xticks([xs[i] for i in ticks], [f"{PERCENTILES[i]:g}%" for i in ticks])
-        ax.xaxis.set_minor_locator(NullLocator())
+        _draw_op(ax, op, list(enumerate(entries)), len(runs) > 1, ends, handles)  # a cell's colour: its index
         ax.set_xlabel("percentile (curves end where fewer than one sample lies beyond; n = samples)")
         ax.set_title(f"{op}" + (" (enqueue → dequeue, incl. queueing)" if op == "e2e" else ""))
-        ax.grid(True, which="major", alpha=0.3)
     for ax in list(axes.flat)[len(ops) :]:
         ax.set_visible(False)
     legend_rows = (len(handles) + 3) // 4
@@ -68,6 +53,72 @@ def latency_spectrum(runs: list[Run]) -> Figure | None:
     fig.tight_layout(rect=(0, 0.035 * legend_rows + 0.02, 1, 0.95))
     _label_ends(fig, ends)
     return fig
+
+
+def _spectrum_by_study(runs: list[Run], entries: list[Entry], ops: list[str]) -> Figure:
+    """Small multiples: a row per study (at most six curves), a column per operation, a legend per row."""
+    panels = studies([(r, c) for _, r, c, _ in entries])
+    by_cell = {id(c): e for e in entries for c in [e[2]]}
+    fig, axes = plt.subplots(len(panels), len(ops), figsize=(4.1 * len(ops) + 2.6, 3.0 * len(panels) + 1.2))
+    axes = axes.reshape(len(panels), len(ops))
+    ends: list[tuple[Axes, float, float, str, str]] = []
+    for row, study in zip(axes, panels, strict=True):
+        handles: dict[str, Any] = {}
+        mine = [(i, by_cell[id(c)]) for i, (_, c) in enumerate(study.items)]  # colours restart in each row
+        for ax, op in zip(row, ops, strict=True):
+            _draw_op(ax, op, mine, len(runs) > 1, ends, handles)
+            ax.set_title(f"{study.title} · {op}", fontsize=9)
+            ax.set_xlabel("percentile" if study is panels[-1] else "")
+            ax.set_ylabel("latency (log)" if op == ops[0] else "")
+            ax.tick_params(labelsize=7)
+        row[-1].legend(
+            list(handles.values()), list(handles), loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=7, title=None
+        )
+    _title(fig, "Latency percentile spectrum (HdrHistogram), one row per study", runs)
+    fig.text(
+        0.01,
+        0.005,
+        "curves end where fewer than one sample lies beyond; n = samples; each panel has its own latency scale",
+        fontsize=8,
+        alpha=0.7,
+    )
+    fig.tight_layout(rect=(0, 0.3 / fig.get_figheight(), 1, 1 - 0.5 / fig.get_figheight()))
+    _label_ends(fig, ends)
+    return fig
+
+
+def _draw_op(
+    ax: Axes,
+    op: str,
+    entries: list[tuple[int, Entry]],
+    many_runs: bool,
+    ends: list[tuple[Axes, float, float, str, str]],
+    handles: dict[str, Any],
+) -> None:
+    """One operation's curves on ``ax``: ``entries`` are (colour index, entry)."""
+    styles = ["-", "--", ":", "-."]
+    values: list[float] = []
+    for index, (run_index, r, c, h) in entries:
+        count = h[op].get_total_count() if op in h else 0
+        if not count:
+            continue
+        # A percentile needs samples beyond it: the 99.99th of 7,000 samples is just the max.
+        shown = [i for i, p in enumerate(PERCENTILES) if count * (1 - p / 100) >= 1]
+        ys = [h[op].get_value_at_percentile(PERCENTILES[i]) for i in shown]
+        values += ys
+        style = cell_style(index)
+        line = ax.plot(
+            [XS[i] for i in shown], ys, styles[run_index % 4], ms=3, label=cell_label(c, r, many_runs), **style
+        )[0]
+        ends.append((ax, XS[shown[-1]], ys[-1], f"n={count:,}", style["color"]))
+        handles.setdefault(cell_label(c, r, many_runs), line)
+    ax.set_xscale("log")
+    ax.set_xlim(XS[0] / 1.4, XS[-1] * 4)  # room on the right for the "n=" labels of the last percentile
+    latency_axis(ax, values, label="latency (log)")
+    ticks = sorted({0, *range(0, len(PERCENTILES), 2), len(PERCENTILES) - 1})
+    ax.set_xticks([XS[i] for i in ticks], [f"{PERCENTILES[i]:g}%" for i in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.grid(True, which="major", alpha=0.3)
 
 
 def _label_ends(fig: Figure, ends: list[tuple[Axes, float, float, str, str]]) -> None:

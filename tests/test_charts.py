@@ -49,12 +49,16 @@ def test_overlay_of_two_runs(run_copy: Path, tmp_path: Path) -> None:
     assert {p.name for p in (tmp_path / "both").iterdir()} == {"latency-spectrum.png", "latency-spectrum.svg"}
     fig = plots.latency_spectrum([load_run(run_copy), load_run(other)])
     assert fig is not None
-    cells = len(sample_summary()["cells"])
-    for ax in fig.axes[:4]:  # per cell: the first run solid, the second dashed, the same points
-        lines = ax.get_lines()
-        assert [line.get_linestyle() for line in lines] == ["-"] * cells + ["--"] * cells, ax.get_title()
-        for a, b in zip(lines[:cells], lines[cells:], strict=True):
-            assert a.get_xydata().tolist() == b.get_xydata().tolist()
+    drawn = 0  # 8 cells: a row per study; per cell the first run solid, the second dashed, the same points
+    for ax in fig.axes:
+        by_style: dict[str, dict[str, Any]] = {"-": {}, "--": {}}
+        for line in ax.get_lines():
+            run_name, cell_id = str(line.get_label()).split(": ")
+            assert line.get_linestyle() == ("-" if run_name == run_copy.name else "--"), ax.get_title()
+            by_style[line.get_linestyle()][cell_id] = line.get_xydata().tolist()
+        assert by_style["-"] == by_style["--"] and by_style["-"], ax.get_title()
+        drawn += len(by_style["-"])
+    assert drawn == 4 * len(sample_summary()["cells"])
 
 
 @pytest.mark.parametrize(
@@ -188,24 +192,28 @@ def _sample_copies(folder: Path, n: int) -> list[Any]:
 
 
 def test_latency_spectrum_labels_never_overlap_and_cells_past_ten_change_marker(tmp_path: Path) -> None:
-    """Four copies of the sample overlaid: 16 curves, each label's twin ending at the very same point."""
+    """Four copies of the sample overlaid: 16 curves in rows of at most six, each label's twin at the same point."""
     from bench import plots
+    from bench.chartstyle import cell_style
 
     fig = plots.latency_spectrum(_sample_copies(tmp_path, 4))
     assert fig is not None
     fig.canvas.draw()
-    for ax in fig.axes[:4]:
+    per_op: dict[str, list[str]] = {}
+    for ax in fig.axes:
         lines = ax.get_lines()
         labels = [t for t in ax.texts if t.get_gid() == "sample-count"]
-        assert len(labels) == len(lines) == 16
-        assert [line.get_marker() for line in lines] == ["o"] * 10 + ["s"] * 6
-        op = ax.get_title().split()[0]
-        counts = [f"n={cell['ops'][op]['count']:,}" for cell in sample_summary()["cells"]]
-        assert sorted(t.get_text() for t in labels) == sorted(counts * 4)
+        assert len(labels) == len(lines) <= 6
+        op = ax.get_title().split(" · ")[1]
+        per_op.setdefault(op, []).extend(t.get_text() for t in labels)
         boxes = [t.get_window_extent() for t in labels]  # as drawn
         for i, a in enumerate(boxes):
             for b in boxes[i + 1 :]:
                 assert not a.overlaps(b), (ax.get_title(), a, b)
+    for op, texts in per_op.items():
+        counts = [f"n={cell['ops'][op]['count']:,}" for cell in sample_summary()["cells"]]
+        assert sorted(texts) == sorted(counts * 4)
+    assert [cell_style(i)["marker"] for i in range(12)] == ["o"] * 10 + ["s"] * 2
 
 
 def test_memory_chart_plots_the_audit_and_info_csv() -> None:
@@ -437,23 +445,23 @@ def test_throughput_shows_rejections_and_single_repeat() -> None:
 
 
 def test_throughput_notes_stay_over_their_own_group(tmp_path: Path) -> None:
-    """Four copies of the sample side by side: 16 narrow groups, each OOM cell's note within its own bars."""
+    """Four copies of the sample: 12 cells, a panel per study; each OOM cell's note beside its own bars."""
     from bench import plots
 
     fig = plots.throughput(_sample_copies(tmp_path, 4))
     assert fig is not None
     fig.canvas.draw()
-    ax = fig.axes[0]
-    bars = [p for p in ax.patches if p.get_width() < 1 and p.get_label() != "had errors"]
+    ax = next(ax for ax in fig.axes if ax.get_title(loc="left") == "memory policies")
+    bars = [p for c in ax.containers if isinstance(c, BarContainer) for p in c.patches]
     notes = [t for t in ax.texts if "rejected" in t.get_text()]
     assert len(notes) == 4
+    _assert_apart(notes, "notes")
     for note in notes:
         box = note.get_window_extent()
-        centre = ax.transData.inverted().transform(((box.x0 + box.x1) / 2, box.y0))[0]
-        own = [b for b in bars if abs(b.get_x() + b.get_width() / 2 - centre) < 0.5]
-        left = min(b.get_window_extent().x0 for b in own)
-        right = max(b.get_window_extent().x1 for b in own)
-        assert left - 2 <= box.x0 and box.x1 <= right + 2, (note.get_text(), box, left, right)
+        middle = ax.transData.inverted().transform((box.x0, (box.y0 + box.y1) / 2))[1]
+        own = [b.get_window_extent() for b in bars if abs(b.get_y() + b.get_height() / 2 - middle) < 0.5]
+        assert own and min(b.y0 for b in own) - 2 <= box.y0 and box.y1 <= max(b.y1 for b in own) + 2
+        assert box.x0 >= max(b.x1 for b in own) and box.x1 <= ax.get_window_extent().x1, note.get_text()
 
 
 def test_memory_chart_draws_the_limit_and_integer_evictions() -> None:
@@ -671,3 +679,110 @@ def test_demo_pool_sweep_is_one_line_per_backend_and_round_trip(tmp_path: Path) 
         mine = [c.params for c in sweep if c.params["backend"] == backend and c.params["rtt_ms"] == rtt]
         varied = {k for k in mine[0] if len({str(p[k]) for p in mine}) > 1}
         assert varied == {"pool_size"}, varied  # only the pool size differs along a line
+
+
+# -- many cells: small multiples, one panel (row) per study -----------------------------------------------------------
+
+DEMO_STUDIES = {
+    "pool sweep: standalone, loopback": [
+        "standalone pool 1",
+        "standalone pool 2",
+        "standalone pool 5",
+        "standalone pool 20",
+        "standalone",
+    ],
+    "pool sweep: standalone, 1 ms RTT": [
+        "standalone 1 ms pool 1",
+        "standalone 1 ms pool 2",
+        "standalone 1 ms pool 5",
+        "standalone 1 ms pool 20",
+        "standalone 1 ms",
+    ],
+    "pool sweep: cluster, loopback": ["cluster pool 1", "cluster pool 5", "cluster"],
+    "other cells": ["cluster 1 ms"],
+    "memory policies": ["noeviction 6mb", "allkeys-lru 6mb"],
+    "faults": ["kill master", "graceful failover"],
+}
+
+
+def demo_run(folder: Path) -> Any:
+    """The demo scenario's 18 cells as a run: synthetic ops/s, the sample's histograms in every cell."""
+    from bench import scenario
+    from bench.runs import Run
+
+    histograms = SAMPLE / "cells" / "01-standalone" / "repeat-1" / "histograms.json"
+    cells = []
+    for i, c in enumerate(scenario.load("demo").cells):
+        repeat = folder / "cells" / f"{i:02d}" / "repeat-1"
+        repeat.mkdir(parents=True)
+        shutil.copy(histograms, repeat / "histograms.json")
+        rate = 1000.0 * c.params["pool_size"] ** 0.2 + i
+        ops = {op: {"ops_per_s": rate, "p99_us": 1e6 / rate} for op in ("enqueue", "dequeue", "ack")}
+        cell = {"id": c.id, "dir": f"cells/{i:02d}", "params": c.params, "ops": ops, "errors": {}, "audit": {}}
+        cells.append({**cell, "complete": True})
+    return Run(folder, {"kind": "scenario-run", "scenario": "demo", "complete": True, "cells": cells})
+
+
+def _drawn_ticklabels(axis: Axis) -> list[Any]:
+    low, high = sorted(axis.get_view_interval())
+    pairs = zip(axis.get_majorticklabels(), axis.get_majorticklocs(), strict=False)  # shared axes: none shown
+    return [t for t, at in pairs if t.get_visible() and t.get_text() and low * (1 - 1e-9) <= at <= high * (1 + 1e-9)]
+
+
+def _assert_apart(texts: list[Any], where: str) -> None:
+    boxes = [(t.get_text(), t.get_window_extent()) for t in texts]
+    for i, (a_text, a) in enumerate(boxes):
+        for b_text, b in boxes[i + 1 :]:
+            assert not a.overlaps(b), (where, a_text, b_text)
+
+
+def test_spectrum_of_the_demo_is_a_row_per_study_with_its_own_legend(tmp_path: Path) -> None:
+    from bench import plots
+
+    fig = plots.latency_spectrum([demo_run(tmp_path)])
+    assert fig is not None
+    fig.canvas.draw()
+    rows: dict[str, dict[str, list[str]]] = {}
+    for ax in fig.axes:
+        study, op = ax.get_title().split(" · ")
+        rows.setdefault(study, {})[op] = [str(line.get_label()) for line in ax.get_lines()]
+        _assert_apart(_drawn_ticklabels(ax.xaxis), ax.get_title() + " x ticks")
+        _assert_apart(_drawn_ticklabels(ax.yaxis), ax.get_title() + " y ticks")
+        _assert_apart([t for t in ax.texts if t.get_gid() == "sample-count"], ax.get_title() + " n= labels")
+    assert list(rows) == list(DEMO_STUDIES)  # the studies, in order
+    for study, ops in rows.items():
+        assert list(ops) == ["enqueue", "dequeue", "ack", "e2e"]
+        assert all(lines == DEMO_STUDIES[study] for lines in ops.values()), (study, ops)
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    assert [[t.get_text() for t in legend.get_texts()] for legend in legends] == list(DEMO_STUDIES.values())
+    for legend in legends:
+        _assert_apart(legend.get_texts(), "legend")
+    for ax in fig.axes:  # colours restart per row: within one panel, no two lines alike
+        assert len({line.get_color() for line in ax.get_lines()}) == len(ax.get_lines()) <= 6
+
+
+def test_throughput_of_the_demo_is_a_panel_per_study_of_horizontal_bars(tmp_path: Path) -> None:
+    from bench import plots
+
+    run = demo_run(tmp_path)
+    fig = plots.throughput([run])
+    assert fig is not None
+    fig.canvas.draw()
+    panels = {ax.get_title(loc="left"): [t.get_text() for t in ax.get_yticklabels()] for ax in fig.axes}
+    assert panels == {k: v for k, v in DEMO_STUDIES.items() if k != "faults"}  # faulted cells left out
+    rate = {c["id"]: c["ops"]["enqueue"]["ops_per_s"] for c in run.cells}
+    for ax in fig.axes:
+        bars = {str(c.get_label()): c for c in ax.containers if isinstance(c, BarContainer)}
+        assert list(bars) == ["enqueue", "dequeue", "ack"]
+        labels = [t.get_text() for t in ax.get_yticklabels()]
+        assert [p.get_width() for p in bars["enqueue"].patches] == [rate[label] for label in labels]
+        for tick, group in zip(ax.get_yticks(), zip(*(b.patches for b in bars.values()), strict=True), strict=True):
+            centres = [p.get_y() + p.get_height() / 2 for p in group]  # a cell's bars around its own label
+            assert abs(sum(centres) / len(centres) - tick) < 1e-9
+        _assert_apart(_drawn_ticklabels(ax.yaxis), ax.get_title(loc="left") + " cell labels")
+        _assert_apart(_drawn_ticklabels(ax.xaxis), ax.get_title(loc="left") + " x ticks")
+    legend_texts = [t for legend in fig.legends for t in legend.get_texts()]
+    assert [t.get_text() for t in legend_texts] == ["enqueue", "dequeue", "ack"]
+    _assert_apart(legend_texts, "legend")
+    titles = [ax.title for ax in fig.axes] + [fig._suptitle]  # nothing runs into the title or the legend
+    _assert_apart([*titles, *legend_texts], "titles and legend")
