@@ -25,6 +25,7 @@ from .metrics import merge_timelines
 from .options import LoadOptions
 from .results import environment_info, write_load_run
 from .schedule import merge_coverage
+from .stats import latency_cell
 
 log = logging.getLogger("taskqueue-bench")
 
@@ -172,9 +173,10 @@ def us_summary_table(out: Path, summary: dict[str, Any]) -> str:
         return "-" if value is None else f"{value:,}" if isinstance(value, int) else f"{value:,.1f}"
 
     for op, s in summary.get("ops", {}).items():
-        cells = [s.get(k) for k in ("count", "ops_per_s", "p50_us", "p99_us", "p999_us", "max_us")]
-        cells.append(sum((errors.get(op) or {}).values()))
-        lines.append("  ".join([op.ljust(16), *(num(c).rjust(11) for c in cells)]))
+        cells = [num(s.get("count")), num(s.get("ops_per_s"))]
+        cells += [latency_cell(s, k, num) for k in ("p50_us", "p99_us", "p999_us", "max_us")]
+        cells.append(num(sum((errors.get(op) or {}).values())))
+        lines.append("  ".join([op.ljust(16), *(c.rjust(11) for c in cells)]))
     return "\n".join(lines)
 
 

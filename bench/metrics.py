@@ -14,17 +14,38 @@ import time
 from collections import Counter
 from typing import Any
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from .outage import SuccessGaps
 
 LOWEST_US = 1
-HIGHEST_US = 60_000_000  # 60 s: anything slower is clamped (and visible as max)
+HIGHEST_US = 60_000_000  # 60 s for a Redis call (far past any socket timeout); ~139 KB of counts
+# Ages, not calls: enqueue -> dequeue (and the open loop's send lag) grow with a backlog, for the
+# whole of a soak. 24 h at 3 digits: 28,672 counts, ~229 KB (+90 KB); encoded sizes do not change.
+AGE_HIGHEST_US = 86_400_000_000
+AGE_OPS = frozenset({"e2e", "send_lag"})
 SIGNIFICANT_DIGITS = 3
 
 
-def new_histogram() -> HdrHistogram:
-    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+def highest_us(op: str | None) -> int:
+    return AGE_HIGHEST_US if op in AGE_OPS else HIGHEST_US
+
+
+def new_histogram(op: str | None = None) -> HdrHistogram:
+    """An empty histogram for ``op``; anything slower than its range is recorded at the top of it
+    (``clamped`` counts those: a percentile up there is a bound, "≥ range", not a measurement)."""
+    return HdrHistogram(LOWEST_US, highest_us(op), SIGNIFICANT_DIGITS)
+
+
+def clamped(hist: HdrHistogram) -> int:
+    """Values at the top of ``hist``'s range (its highest trackable value's bucket and above):
+    clamped there when recorded, so their real size is unknown. Read from the counts, so it holds
+    for merged and decoded histograms (hlog/, histograms.json) too."""
+    if not hist.get_total_count():
+        return 0
+    counts = np.ctypeslib.as_array(hist.counts, shape=(hist.counts_len,))
+    return int(counts[hist._counts_index_for(hist.highest_trackable_value) :].sum())
 
 
 def decode(encoded: str | bytes) -> HdrHistogram:
@@ -69,9 +90,9 @@ class Recorder:
             self._current = self._open.setdefault(sec, {})
         hist = self._current.get(op)
         if hist is None:
-            hist = self._current[op] = new_histogram()
-        value = int(us)
-        hist.record_value(LOWEST_US if value < LOWEST_US else HIGHEST_US if value > HIGHEST_US else value)
+            hist = self._current[op] = new_histogram(op)
+        value, top = int(us), hist.highest_trackable_value
+        hist.record_value(LOWEST_US if value < LOWEST_US else top if value > top else value)
 
     def error(self, op: str, kind: str) -> None:
         sec = int(self._clock())
@@ -144,7 +165,7 @@ class Recorder:
                     self.sink.second(row, hist)
                 if hist is not None:
                     if measured:
-                        self.cumulative.setdefault(op, new_histogram()).add(hist)
+                        self.cumulative.setdefault(op, new_histogram(op)).add(hist)
                     release(hist)
         if self._sec not in self._open:
             self._sec = -1

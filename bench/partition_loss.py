@@ -99,7 +99,7 @@ def before_fault(rep_dir: Path, until_s: float, ops: Iterable[str] = ("enqueue",
         path = rep_dir / "hlog" / f"{op}.hlog"
         if not path.exists():
             continue
-        merged, seconds = new_histogram(), 0.0
+        merged, seconds = new_histogram(op), 0.0
         for begin, length, hist in read_hlog(path):
             if begin + length <= until_s + 1e-6:
                 merged.add(hist)

@@ -34,6 +34,7 @@ from .report_tables import (
 from .report_tables import n as _n
 from .report_tables import table as _table
 from .runs import Run, load_run
+from .stats import latency_cell
 
 
 def markdown(run: Run) -> str:
@@ -80,10 +81,8 @@ def markdown(run: Run) -> str:
             [
                 c["id"],
                 _n(enq.get("ops_per_s")),
-                _n(enq.get("p50_us")),
-                _n(enq.get("p99_us")),
-                _n(enq.get("p999_us")),
-                _n(deq.get("p50_us")),
+                *(latency_cell(enq, k, _n) for k in ("p50_us", "p99_us", "p999_us")),
+                latency_cell(deq, "p50_us", _n),
                 _n(ack.get("ops_per_s")),
                 _n(errors),
                 notes,

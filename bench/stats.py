@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
+
+from .metrics import HIGHEST_US, clamped
 
 PERCENTILES = {"p50_us": 50.0, "p90_us": 90.0, "p99_us": 99.0, "p999_us": 99.9, "p9999_us": 99.99}
 UNSTABLE_SPREAD = 0.10  # repeats spreading more than 10 % of their median
@@ -26,7 +28,39 @@ def summarize(hist: HdrHistogram, duration_s: float) -> dict[str, Any]:
     for key, pct in PERCENTILES.items():
         summary[key] = values.get(pct) if count else None
     summary["max_us"] = hist.get_max_value() if count else None
+    # a percentile at or above the range's top is a bound: tables print "≥ <range> (N clamped)"
+    summary["clamped"] = clamped(hist)
+    summary["highest_trackable_us"] = hist.highest_trackable_value
     return summary
+
+
+def at_top(stats: dict[str, Any] | None, key: str) -> bool:
+    """``stats[key]`` (a percentile or max, µs) lies at the top of its histogram's range: values
+    slower than the range were clamped there, so it is a lower bound, not a measurement. Stats
+    written before ``highest_trackable_us`` existed had a 60 s range for every operation."""
+    value = (stats or {}).get(key)
+    top = (stats or {}).get("highest_trackable_us") or HIGHEST_US
+    return value is not None and value >= top
+
+
+def range_text(us: float) -> str:
+    """86_400_000_000 -> "24 h", 60_000_000 -> "60 s"."""
+    for scale, unit in ((3_600e6, "h"), (1e6, "s"), (1e3, "ms")):
+        if us >= scale:
+            return f"{us / scale:g} {unit}"
+    return f"{us:g} µs"
+
+
+def clamped_text(stats: dict[str, Any]) -> str:
+    """Text such as "≥ 24 h (3,120 clamped)": what a cell at the top of the range prints instead of a number."""
+    top = stats.get("highest_trackable_us") or HIGHEST_US
+    n = stats.get("clamped")
+    return f"≥ {range_text(top)} ({n:,.0f} clamped)" if n else f"≥ {range_text(top)} (clamped)"
+
+
+def latency_cell(stats: dict[str, Any] | None, key: str, plain: Callable[[Any], str]) -> str:
+    """``plain(stats[key])``, unless the value is at the top of the range (``clamped_text``)."""
+    return clamped_text(stats or {}) if at_top(stats, key) else plain((stats or {}).get(key))
 
 
 def mean_us(hist: HdrHistogram) -> float:

@@ -9,6 +9,7 @@ from .backend_kinds import Backend, ClusterBackend, cluster_info
 from .cells import fault_timeline, fault_windows, lost, rate_shortfall
 from .errors import UsageError
 from .report_tables import lost_text
+from .stats import latency_cell
 
 
 def status_table(backend: Backend) -> Table:
@@ -143,8 +144,8 @@ def run_table(summary: dict) -> Table:
         table.add_row(
             escape(cell["id"]),
             num(enq.get("ops_per_s")),
-            num(enq.get("p50_us")),
-            num(enq.get("p99_us")),
+            latency_cell(enq, "p50_us", num),
+            latency_cell(enq, "p99_us", num),
             num((ops.get("ack") or {}).get("ops_per_s")),
             f"{errors:,}",
             f"{audit.get('enqueued_ok', 0):,}",

@@ -29,7 +29,7 @@ from taskqueue import TaskQueueError
 
 from .audit import count
 from .metrics import Recorder, new_histogram, release
-from .stats import summarize
+from .stats import latency_cell, summarize
 from .target import Target
 
 if TYPE_CHECKING:  # importing Locust monkey-patches the process with gevent: only inside Locust
@@ -89,7 +89,7 @@ def live_histograms(recorder: Recorder, now: float) -> tuple[dict[str, HdrHistog
 
     def add(op: str, hist: HdrHistogram) -> None:
         if op not in out:
-            out[op] = new_histogram()
+            out[op] = new_histogram(op)
         out[op].add(hist)
 
     for op, hist in list(recorder.cumulative.items()):
@@ -227,7 +227,8 @@ def table_rows(snap: dict[str, Any]) -> list[dict[str, Any]]:
     for op, s in snap["ops"].items():
         detail = ""
         if op == "e2e" and s.get("p50_us") is not None:
-            detail = f"enqueue to dequeue: p50 {_seconds(s['p50_us'])}, max {_seconds(s['max_us'])}"
+            p50, top = (latency_cell(s, k, _seconds) for k in ("p50_us", "max_us"))
+            detail = f"enqueue to dequeue: p50 {p50}, max {top}"
         if snap["in_warmup"]:
             detail = "warm-up (not in the results)"
         rows.append(
@@ -235,11 +236,7 @@ def table_rows(snap: dict[str, Any]) -> list[dict[str, Any]]:
                 "item": OP_LABELS.get(op, op),
                 "count": _num(s.get("count")),
                 "rate": _num(s.get("ops_per_s")),
-                "p50": _num(s.get("p50_us")),
-                "p90": _num(s.get("p90_us")),
-                "p99": _num(s.get("p99_us")),
-                "p999": _num(s.get("p999_us")),
-                "max": _num(s.get("max_us")),
+                **{col: latency_cell(s, f"{col}_us", _num) for col in ("p50", "p90", "p99", "p999", "max")},
                 "errors": _num(s.get("errors")),
                 "detail": detail,
             }
@@ -298,7 +295,7 @@ def _num(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:,.1f}"
 
 
-def _seconds(us: float) -> str:
+def _seconds(us: Any) -> str:
     return f"{us / 1e6:.2f} s" if us >= 1e6 else f"{us / 1e3:.1f} ms"
 
 
