@@ -14,8 +14,10 @@ from .cells import cell_label
 from .chartstyle import cell_style, latency_axis, spread
 from .chartstyle import cells as _cells
 from .chartstyle import title as _title
+from .metrics import clamped
 from .plots_studies import FEW, studies
 from .runs import Run
+from .stats import range_text
 
 OPS = ("enqueue", "dequeue", "ack", "e2e")
 LABEL_GAP_PT = 7.0  # a 6-point label and a point of air
@@ -110,7 +112,9 @@ def _draw_op(
         line = ax.plot(
             [XS[i] for i in shown], ys, styles[run_index % 4], ms=3, label=cell_label(c, r, many_runs), **style
         )[0]
-        ends.append((ax, XS[shown[-1]], ys[-1], f"n={count:,}", style["color"]))
+        top = clamped(h[op])  # the curve's end sits at the range's top: a bound, said so beside it
+        bound = f", {top:,} ≥ {range_text(h[op].highest_trackable_value)} (clamped)" if top else ""
+        ends.append((ax, XS[shown[-1]], ys[-1], f"n={count:,}{bound}", style["color"]))
         handles.setdefault(cell_label(c, r, many_runs), line)
     ax.set_xscale("log")
     ax.set_xlim(XS[0] / 1.4, XS[-1] * 4)  # room on the right for the "n=" labels of the last percentile

@@ -103,3 +103,31 @@ def test_web_ui_tab_prints_the_bound() -> None:
     row = webui.table_rows(snap)[0]
     assert row["p99"] == row["max"] == "≥ 24 h (3 clamped)" and row["p50"] == "400"
     assert "max ≥ 24 h (3 clamped)" in row["detail"] and "86,436" not in str(row)
+
+
+def test_spectrum_chart_labels_a_clamped_curve_as_a_bound(tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bench.plots_latency import latency_spectrum
+
+    now = [7.0]
+    recorder = Recorder(clock=lambda: now[0])
+    for v in [300.0] * 95 + [48 * HOUR_US] * 5:
+        recorder.record("e2e", v)
+    for _ in range(10):
+        recorder.record("enqueue", 200.0)
+    recorder.finalize()
+    the_cell = cell("soak", enqueue=op(1.0, 200.0)) | {"dir": "soak"}
+    rep = tmp_path / "run" / "soak" / "repeat-1"
+    rep.mkdir(parents=True)
+    encoded = {name: h.encode().decode() for name, h in recorder.cumulative.items()}
+    (rep / "histograms.json").write_text(json.dumps({"unit": "us", "histograms": encoded}))
+    fig = latency_spectrum([run_of(tmp_path, [the_cell])])
+    assert fig is not None
+    fig.canvas.draw()
+    labels = {ax.get_title(): [t.get_text() for t in ax.texts if t.get_gid() == "sample-count"] for ax in fig.axes}
+    e2e = next(texts for title, texts in labels.items() if "e2e" in title)
+    enqueue = next(texts for title, texts in labels.items() if "enqueue" in title and "e2e" not in title)
+    assert e2e == ["n=100, 5 ≥ 24 h (clamped)"]
+    assert enqueue == ["n=10"]
