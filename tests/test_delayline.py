@@ -142,7 +142,7 @@ def test_clients_and_nodes_get_their_round_trip_times(rtt: dict[str, Any]) -> No
         for address, result in run["clients"].items():  # cluster nodes and the standalone on 127.0.0.1
             assert low * target <= result["p50_us"] <= high * target, (ms, address, result, run["describe"])
         node = p50(run["node"], "127.0.0.2", 6400)  # replica -> master
-        assert 1800 <= node <= 2400, (ms, node, run["describe"])
+        assert 1600 <= node <= 2800, (ms, node, run["describe"])  # 2 ms, as loose as the clients' 0.8-1.4
         assert sorted(r for r in run["in_force"] if r.startswith("-A TQB-DELAY ")) == sorted(run["built"])
         assert "-A OUTPUT -j TQB-DELAY" in run["in_force"]
         described = run["describe"]
@@ -166,7 +166,7 @@ def test_after_stop_loopback_speed_and_no_rules(rtt: dict[str, Any]) -> None:
 def test_nodes_only_and_jitter(rtt: dict[str, Any]) -> None:
     nodes_only = rtt["nodes_only"]
     assert max(r["p50_us"] for r in nodes_only["clients"].values()) < 300  # the clients are not delayed
-    assert 1800 <= p50(nodes_only["node"], "127.0.0.2", 6400) <= 2400
+    assert 1600 <= p50(nodes_only["node"], "127.0.0.2", 6400) <= 2800  # loose: other tests may load the machine
     assert all("--queue-num 7101" in r for r in nodes_only["in_force"] if r.startswith("-A TQB-DELAY "))
     jitter = rtt["jitter"]  # 1 ms ± 0.6 ms: spread out, still centred
     assert 900 <= jitter["p50"] <= 1300 and jitter["p95"] - jitter["p5"] > 400, jitter
