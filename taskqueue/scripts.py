@@ -15,14 +15,8 @@ end
 return 0
 """
 
-ENQUEUE_MANY = """#!lua
--- KEYS: ready, tasks   ARGV: id1, record1, id2, record2, …   Returns how many were new.
--- Same outcome as ENQUEUE per task in order (an id stored already, or earlier in the batch, is
--- skipped), with one HMGET + HSET + LPUSH per chunk: a redis.call per task cost more than the writes.
--- Chunks, because unpack() is bounded by the Lua C stack (8000 values).
-local ARGV, unpack, call = ARGV, unpack, redis.call  -- locals: a global lookup per use otherwise
-local added = 0
-for first = 1, #ARGV, 2000 do
+# Both batch scripts walk ARGV (id, record, …) in chunks of 1000 tasks: the chunk's ids, and which are stored.
+_CHUNKS = """for first = 1, #ARGV, 2000 do
   local last = math.min(first + 1999, #ARGV)
   local ids, n = {}, 0
   for i = first, last, 2 do
@@ -30,7 +24,19 @@ for first = 1, #ARGV, 2000 do
     ids[n] = ARGV[i]
   end
   local known = call('HMGET', KEYS[2], unpack(ids))
-  local fresh = true
+"""
+
+ENQUEUE_MANY = (
+    """#!lua
+-- KEYS: ready, tasks   ARGV: id1, record1, id2, record2, …   Returns how many were new.
+-- Same outcome as ENQUEUE per task in order (an id stored already, or earlier in the batch, is
+-- skipped), with one HMGET + HSET + LPUSH per chunk: a redis.call per task cost more than the writes.
+-- Chunks, because unpack() is bounded by the Lua C stack (8000 values).
+local ARGV, unpack, call = ARGV, unpack, redis.call  -- locals: a global lookup per use otherwise
+local added = 0
+"""
+    + _CHUNKS
+    + """  local fresh = true
   for j = 1, n do
     if known[j] then fresh = false break end
   end
@@ -61,6 +67,7 @@ for first = 1, #ARGV, 2000 do
 end
 return added
 """
+)
 
 DEQUEUE = """#!lua flags=allow-oom
 -- KEYS: ready, inflight, tasks, attempts   ARGV: lease_ms, max_count
@@ -130,21 +137,16 @@ end
 return 0
 """
 
-STREAM_ENQUEUE_MANY = """#!lua
+STREAM_ENQUEUE_MANY = (
+    """#!lua
 -- KEYS: stream, ids   ARGV: id1, record1, id2, record2, …   Returns how many were new.
 -- As STREAM_ENQUEUE per task in order, with one HMGET + HSET per chunk (see ENQUEUE_MANY); XADD
 -- takes one entry per call.
 local ARGV, unpack, call = ARGV, unpack, redis.call
 local added = 0
-for first = 1, #ARGV, 2000 do
-  local last = math.min(first + 1999, #ARGV)
-  local ids, n = {}, 0
-  for i = first, last, 2 do
-    n = n + 1
-    ids[n] = ARGV[i]
-  end
-  local known = call('HMGET', KEYS[2], unpack(ids))
-  local fields, k, taken = {}, 0, {}
+"""
+    + _CHUNKS
+    + """  local fields, k, taken = {}, 0, {}
   for j = 1, n do
     local id = ids[j]
     if not known[j] and not taken[id] then
@@ -162,6 +164,7 @@ for first = 1, #ARGV, 2000 do
 end
 return added
 """
+)
 
 STREAM_DEQUEUE = """#!lua flags=allow-oom
 -- KEYS: stream   ARGV: group, consumer, lease_ms, count

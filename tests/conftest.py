@@ -190,9 +190,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "results" / "samples" / "smoke"  # the committed sample run: charts and report tests read it
 
 
-def bench(*args: str) -> subprocess.CompletedProcess[str]:
+def bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """The ``bench`` CLI as a user runs it, from the repository root."""
-    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    cmd = [sys.executable, "-m", "bench", *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture

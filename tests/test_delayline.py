@@ -9,28 +9,19 @@ from __future__ import annotations
 import itertools
 import json
 import random
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_partitions import host_firewall
 
 from bench import delayline, netns
 from bench.children import die_with_parent
 from bench.delayer import LATE_BUCKETS, Schedule, lateness
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def host_firewall() -> str:
-    """The host's rules, as iptables-save prints them (its timestamps are comments: dropped)."""
-    tool = shutil.which("iptables-save")
-    if tool is None:
-        return ""
-    done = subprocess.run([tool], capture_output=True, text=True, timeout=20)
-    return "\n".join(line for line in done.stdout.splitlines() if not line.startswith("#"))
 
 
 HOST_FIREWALL = host_firewall()  # before anything here, the probe's throwaway namespace included

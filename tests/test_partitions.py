@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from conftest import bench
 
 from bench import netns, partition_loss, scenario
 from bench.acklog import AckLog
@@ -270,13 +271,7 @@ def test_bench_run_partitions_lose_acknowledged_tasks_only_without_protection(tm
     path = tmp_path / "partitions.toml"
     path.write_text(SCENARIO)
     out = tmp_path / "run"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "run", str(path), "--out", str(out), "--no-charts"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
+    done = bench("run", str(path), "--out", str(out), "--no-charts", timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is True

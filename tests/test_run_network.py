@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import bench
 from test_partitions import ROOT, host_firewall, net_namespaces
 
 from bench import netns
@@ -56,13 +57,7 @@ def test_bench_run_with_a_round_trip_measures_it_and_the_load_feels_it(tmp_path:
     path = tmp_path / "network.toml"
     path.write_text(SCENARIO)
     out = tmp_path / "run"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "run", str(path), "--out", str(out), "--no-charts"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
+    done = bench("run", str(path), "--out", str(out), "--no-charts", timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     cells = {c["id"]: c for c in summary["cells"]}
